@@ -1,0 +1,9 @@
+// Python bindings of ssast_fast._C: each op family registers its functions here.
+#include <torch/extension.h>
+
+#include "masking/mask_exact.h"
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "ssast_fast compiled kernels (CPU)";
+  ssast::register_masking(m);
+}

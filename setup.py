@@ -1,0 +1,39 @@
+"""Build ssast_fast and its optional C++ extension ``ssast_fast._C``.
+
+The extension compiles every ``csrc/**/*.cpp`` against the installed torch (CPU); set
+``SSAST_FAST_NO_EXT=1`` to install the pure-Python package only.
+"""
+import glob
+import os
+
+from setuptools import find_packages, setup
+
+ext_modules = []
+cmdclass = {}
+if os.environ.get("SSAST_FAST_NO_EXT", "0") != "1":
+    from torch.utils.cpp_extension import BuildExtension, CppExtension
+
+    sources = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
+    ext_modules.append(
+        CppExtension(
+            name="ssast_fast._C",
+            sources=sources,
+            include_dirs=[os.path.abspath("csrc")],
+            extra_compile_args=["-O3", "-std=c++17", "-fopenmp"],
+            extra_link_args=["-fopenmp"],
+        )
+    )
+    cmdclass["build_ext"] = BuildExtension.with_options(use_ninja=True)
+
+setup(
+    name="ssast_fast",
+    version="0.1.0",
+    description="Fast, faithful SSAST (self-supervised Audio Spectrogram Transformer)",
+    packages=find_packages(include=["ssast_fast", "ssast_fast.*"]),
+    python_requires=">=3.10",
+    install_requires=["torch>=2.4", "numpy"],
+    extras_require={"gpu": ["triton"], "audio": ["soundfile"], "test": ["pytest", "pytest-benchmark", "safetensors"]},
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+    entry_points={"console_scripts": ["ssast-fast=ssast_fast.cli:main"]},
+)
