@@ -11,6 +11,8 @@ import warnings
 from types import ModuleType
 from typing import Iterator
 
+import torch  # noqa: F401  (loads libtorch, which the extension links against)
+
 _module: ModuleType | None = None
 _load_error: str | None = None
 _forced_pure = os.environ.get("SSAST_FAST_PURE", "0") == "1"

@@ -1,0 +1,263 @@
+"""``ASTModel``: the reference SSAST model API, state-dict keys and numbers, with batched heads.
+
+Input x is a spectrogram batch [B, time_frames, freq_bins]; internally a one-channel image
+[B, 1, freq, time]. Patch index = f * t_dim + t; tokens = [cls, (dist,) patches...].
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssast_fast.checkpoint import StateDictSource, load_reference
+from ssast_fast.masking.exact import batch_masks
+from ssast_fast.model.encoder import VisionTransformer, check_attn_backend, size_spec
+from ssast_fast.model.heads import column_hits, gather_rows, infonce, masked_mse, replace_masked
+from ssast_fast.model.pos_embed import adapt_pos_embed, conv_out
+
+FINETUNE_TASKS = ("ft_avgtok", "ft_cls")
+PRETRAIN_TASKS = ("pretrain_mpc", "pretrain_mpg", "visualize_mask")
+TASKS = FINETUNE_TASKS + PRETRAIN_TASKS
+_OPTIONAL_V_KEYS = ("head.weight", "head.bias", "head_dist.weight", "head_dist.bias")  # never used
+
+
+def _positive_int(name: str, v) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"ASTModel: {name} must be an int, got {type(v).__name__}")
+    if v < 1:
+        raise ValueError(f"ASTModel: {name} must be >= 1, got {v}")
+    return v
+
+
+def _grid(input_fdim: int, input_tdim: int, fshape: int, tshape: int, fstride: int, tstride: int) -> tuple[int, int]:
+    if fshape > input_fdim or tshape > input_tdim:
+        raise ValueError(f"ASTModel: patch shape ({fshape}, {tshape}) is larger than the input "
+                         f"(input_fdim={input_fdim}, input_tdim={input_tdim})")
+    return conv_out(input_fdim, fshape, fstride), conv_out(input_tdim, tshape, tstride)
+
+
+def _pred_layer(dim: int, out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, out))
+
+
+class ASTModel(nn.Module):
+    """SSAST Audio Spectrogram Transformer (reference-compatible constructor and forward).
+
+    ``pretrain_stage=True`` builds the pretraining model (mask embedding, ``cpredlayer``,
+    ``gpredlayer``; stride must equal the patch shape). ``pretrain_stage=False`` builds a
+    fine-tuning model from a pretraining checkpoint (path of a reference DataParallel file, a
+    file without ``module.`` prefixes, or an in-memory state dict), adapting the patch stride and
+    positional embedding like the reference, with a new ``mlp_head``.
+
+    Deviations where the reference crashes: ``base_nokd`` pretraining uses its single cls token
+    (the reference always concatenates a distillation token); a fine-tune whose frequency grid
+    shrinks centre-crops f_dim rows (the reference crops with t_dim and fails unless t == f);
+    the prediction layers output ``fshape * tshape`` values (the reference hard-codes 256 and
+    works only for 256-value patches, where the two agree).
+    """
+
+    def __init__(self, label_dim: int = 527, fshape: int = 128, tshape: int = 2, fstride: int = 128,
+                 tstride: int = 2, input_fdim: int = 128, input_tdim: int = 1024, model_size: str = "base",
+                 pretrain_stage: bool = True, load_pretrained_mdl_path: StateDictSource | None = None,
+                 *, attn_backend: str = "auto"):
+        super().__init__()
+        for name, v in (("label_dim", label_dim), ("fshape", fshape), ("tshape", tshape), ("fstride", fstride),
+                        ("tstride", tstride), ("input_fdim", input_fdim), ("input_tdim", input_tdim)):
+            _positive_int(name, v)
+        spec = size_spec(model_size)
+        check_attn_backend(attn_backend)
+        self.model_size = model_size
+        self.pretrain_stage = bool(pretrain_stage)
+        self.fshape, self.tshape, self.fstride, self.tstride = fshape, tshape, fstride, tstride
+        self.input_fdim, self.input_tdim = input_fdim, input_tdim
+        self.cls_token_num = spec.cls_tokens
+        self.original_embedding_dim = spec.dim
+        self.f_dim, self.t_dim = _grid(input_fdim, input_tdim, fshape, tshape, fstride, tstride)
+        self.num_patches = self.f_dim * self.t_dim
+
+        if self.pretrain_stage:
+            if load_pretrained_mdl_path is not None:
+                raise ValueError("ASTModel: load_pretrained_mdl_path must be None at the pretraining stage "
+                                 "(pretraining always starts from scratch)")
+            if (fstride, tstride) != (fshape, tshape):
+                raise ValueError(f"ASTModel: pretraining needs stride == patch shape (no overlap), got "
+                                 f"stride ({fstride}, {tstride}) for patch ({fshape}, {tshape})")
+            self.p_f_dim, self.p_t_dim = self.f_dim, self.t_dim
+            # Registration order fixes the reference's state-dict key order.
+            self.p_input_fdim = nn.Parameter(torch.tensor(input_fdim), requires_grad=False)
+            self.p_input_tdim = nn.Parameter(torch.tensor(input_tdim), requires_grad=False)
+            self.mask_embed = nn.Parameter(nn.init.xavier_normal_(torch.zeros(1, 1, spec.dim)))
+            self.v = VisionTransformer(spec, self.num_patches, (fshape, tshape), (fstride, tstride), attn_backend)
+            self.cpredlayer = _pred_layer(spec.dim, fshape * tshape)
+            self.gpredlayer = _pred_layer(spec.dim, fshape * tshape)
+        else:
+            if load_pretrained_mdl_path is None:
+                raise ValueError("ASTModel: fine-tuning (pretrain_stage=False) needs load_pretrained_mdl_path")
+            self.v = self._load_pretrained_encoder(load_pretrained_mdl_path, spec, attn_backend)
+            self.mlp_head = nn.Sequential(nn.LayerNorm(spec.dim), nn.Linear(spec.dim, label_dim))
+
+    # ---- construction -------------------------------------------------------------------
+    def _load_pretrained_encoder(self, source: StateDictSource, spec, attn_backend: str) -> VisionTransformer:
+        sd = load_reference(source)
+        missing = [k for k in ("v.patch_embed.proj.weight", "p_input_fdim", "p_input_tdim") if k not in sd]
+        if missing:
+            raise ValueError(f"ASTModel: not an SSAST pretraining checkpoint, missing {missing}")
+        w = sd["v.patch_embed.proj.weight"]
+        if w.dim() != 4 or w.shape[1] != 1:
+            raise ValueError(f"ASTModel: checkpoint patch projection has shape {tuple(w.shape)}, expected [dim, 1, f, t]")
+        if w.shape[0] != spec.dim:
+            raise ValueError(f"ASTModel: checkpoint embedding dim {w.shape[0]} does not match "
+                             f"model_size={self.model_size!r} (dim {spec.dim})")
+        if ("v.dist_token" in sd) != (spec.cls_tokens == 2):
+            raise ValueError(f"ASTModel: checkpoint {'has' if 'v.dist_token' in sd else 'lacks'} a distillation "
+                             f"token but model_size={self.model_size!r} expects {spec.cls_tokens} cls token(s)")
+        p_fshape, p_tshape = int(w.shape[2]), int(w.shape[3])
+        if (self.fshape, self.tshape) != (p_fshape, p_tshape):
+            raise ValueError(f"ASTModel: patch shape differs between pretraining (f={p_fshape}, t={p_tshape}) and "
+                             f"fine-tuning (f={self.fshape}, t={self.tshape}); they must be equal")
+        p_input_fdim, p_input_tdim = int(sd["p_input_fdim"]), int(sd["p_input_tdim"])
+        self.p_f_dim, self.p_t_dim = _grid(p_input_fdim, p_input_tdim, p_fshape, p_tshape, p_fshape, p_tshape)
+
+        v = VisionTransformer(spec, self.p_f_dim * self.p_t_dim, (p_fshape, p_tshape), (p_fshape, p_tshape),
+                              attn_backend)
+        v_sd = {k[2:]: t for k, t in sd.items() if k.startswith("v.")}
+        want = v.state_dict()
+        problems = [f"missing {k}" for k in want if k not in v_sd and k not in _OPTIONAL_V_KEYS]
+        problems += [f"unexpected v.{k}" for k in v_sd if k not in want]
+        problems += [f"v.{k}: checkpoint {tuple(t.shape)} vs model {tuple(want[k].shape)}"
+                     for k, t in v_sd.items() if k in want and t.shape != want[k].shape]
+        if problems:
+            raise ValueError("ASTModel: checkpoint does not match the model: " + "; ".join(problems[:8]))
+        v.load_state_dict(v_sd, strict=False)
+
+        # A new stride reuses the pretrained kernel and bias (the reference builds a new Conv2d
+        # holding the same values and the very same bias parameter).
+        v.patch_embed.proj.stride = (self.fstride, self.tstride)
+        v.pos_embed = nn.Parameter(adapt_pos_embed(v.pos_embed, spec.cls_tokens, (self.p_f_dim, self.p_t_dim),
+                                                   (self.f_dim, self.t_dim)))
+        return v
+
+    def set_attn_backend(self, backend: str) -> None:
+        """Switch every block's attention: "auto" | "eager" | "sdpa" | "triton"."""
+        self.v.set_attn_backend(backend)
+
+    # ---- input checks ---------------------------------------------------------------------
+    def _image(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, T, F] spectrogram -> [B, 1, F, T] image, after checking it."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"ASTModel: x must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"ASTModel: x must be a floating-point tensor, got {x.dtype}")
+        if x.dim() != 3 or x.shape[0] < 1:
+            raise ValueError(f"ASTModel: x must have shape [batch, time_frames, freq_bins], got {tuple(x.shape)}")
+        if tuple(x.shape[1:]) != (self.input_tdim, self.input_fdim):
+            raise ValueError(f"ASTModel: x has {x.shape[1]} frames x {x.shape[2]} bins, but the model is configured "
+                             f"for input_tdim={self.input_tdim}, input_fdim={self.input_fdim}")
+        return x.unsqueeze(1).transpose(2, 3)
+
+    def _check_mask_patch(self, mask_patch: int, cluster: bool) -> None:
+        if isinstance(mask_patch, bool) or not isinstance(mask_patch, int):
+            raise TypeError(f"ASTModel: mask_patch must be an int, got {type(mask_patch).__name__}")
+        limit = self.num_patches - 2 if cluster else self.num_patches
+        if not 1 <= mask_patch <= limit:
+            raise ValueError(f"ASTModel: mask_patch must be in [1, {limit}] for {self.num_patches} patches "
+                             f"({'cluster' if cluster else 'frame'} masking), got {mask_patch}")
+
+    def _mask_index(self, batch: int, mask_patch: int, cluster: bool, mask_index: torch.Tensor | None,
+                    device: torch.device) -> torch.Tensor:
+        if mask_index is None:
+            self._check_mask_patch(mask_patch, cluster)
+            return batch_masks(batch, self.num_patches, mask_patch, self.t_dim, cluster).to(device)
+        if not isinstance(mask_index, torch.Tensor) or mask_index.dtype not in (torch.int64, torch.int32):
+            raise TypeError("ASTModel: mask_index must be an int64 (or int32) tensor [batch, mask_patch]")
+        if mask_index.dim() != 2 or mask_index.shape[0] != batch or mask_index.shape[1] < 1:
+            raise ValueError(f"ASTModel: mask_index must have shape [{batch}, mask_patch], got {tuple(mask_index.shape)}")
+        idx = mask_index.to(device=device, dtype=torch.long)
+        if int(idx.min()) < 0 or int(idx.max()) >= self.num_patches:
+            raise ValueError(f"ASTModel: mask_index values must be in [0, {self.num_patches})")
+        srt = idx.sort(dim=1).values
+        if bool((srt[:, 1:] == srt[:, :-1]).any()):
+            raise ValueError("ASTModel: mask_index rows must not repeat an index")
+        return idx
+
+    # ---- tasks ----------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, task: str, cluster: bool = True, mask_patch: int = 400,
+                mask_index: torch.Tensor | None = None):
+        """Run ``task`` on x [B, input_tdim, input_fdim].
+
+        ft_avgtok / ft_cls -> logits [B, label_dim]; pretrain_mpc -> (acc, nce);
+        pretrain_mpg -> mse; visualize_mask (B = 1) -> (pred, masked) [1, 1, F, T].
+        Masks are drawn per sample from Python's ``random`` exactly as the reference draws them
+        (cluster=True: square clusters; False: uniform frames), unless ``mask_index`` [B, M] is given.
+        """
+        if task not in TASKS:
+            raise ValueError(f"ASTModel: unknown task {task!r}; expected one of {TASKS}")
+        if task in FINETUNE_TASKS and self.pretrain_stage:
+            raise ValueError(f"ASTModel: task {task!r} needs a fine-tuning model (pretrain_stage=False)")
+        if task in PRETRAIN_TASKS and not self.pretrain_stage:
+            raise ValueError(f"ASTModel: task {task!r} needs a pretraining model (pretrain_stage=True)")
+        img = self._image(x)
+        if task == "ft_avgtok":
+            h = self.v.encode(self.v.patch_embed(img))
+            return self.mlp_head(h[:, self.cls_token_num:].mean(dim=1))
+        if task == "ft_cls":
+            h = self.v.encode(self.v.patch_embed(img))
+            pooled = (h[:, 0] + h[:, 1]) / 2 if self.cls_token_num == 2 else h[:, 0]
+            return self.mlp_head(pooled)
+        if task == "pretrain_mpg":
+            return self._mpg(img, mask_patch, cluster, mask_index)
+        if task == "pretrain_mpc":
+            return self._mpc(img, mask_patch, cluster, mask_index)[:2]
+        return self._visualize(img, mask_patch, cluster, mask_index)
+
+    def pretrain_joint(self, x: torch.Tensor, mask_patch: int = 400, cluster: bool = True
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One joint pretraining step's losses as the reference loop computes them.
+
+        Two encoder passes, each with its own mask draw: (acc, nce) from mpc, then mse from mpg.
+        The training loss is ``nce + 10 * mse``.
+        """
+        acc, nce = self(x, "pretrain_mpc", cluster=cluster, mask_patch=mask_patch)
+        mse = self(x, "pretrain_mpg", cluster=cluster, mask_patch=mask_patch)
+        return acc, nce, mse
+
+    def _patches(self, img: torch.Tensor) -> torch.Tensor:
+        """[B, 1, F, T] -> unfolded input patches [B, P, fshape * tshape] (frequency-major)."""
+        return F.unfold(img, kernel_size=(self.fshape, self.tshape), stride=(self.fstride, self.tstride)).transpose(1, 2)
+
+    def _encode_masked(self, img: torch.Tensor, mask_patch: int, cluster: bool,
+                       mask_index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked encoder pass -> (outputs at masked positions [B, M, C], mask_index [B, M])."""
+        idx = self._mask_index(img.shape[0], mask_patch, cluster, mask_index, img.device)
+        patches = replace_masked(self.v.patch_embed(img), idx, self.mask_embed)
+        h = self.v.encode(patches)
+        return gather_rows(h, idx + self.cls_token_num), idx
+
+    def _mpc(self, img, mask_patch, cluster, mask_index):
+        out, idx = self._encode_masked(img, mask_patch, cluster, mask_index)
+        targets = gather_rows(self._patches(img).detach(), idx)
+        pred = self.cpredlayer(out)
+        acc, nce = infonce(targets, pred)
+        return acc, nce, targets, pred, idx
+
+    def _mpg(self, img, mask_patch, cluster, mask_index):
+        out, idx = self._encode_masked(img, mask_patch, cluster, mask_index)
+        # The reference does not detach the generative target: d mse / d x flows through it too.
+        return masked_mse(self.gpredlayer(out), gather_rows(self._patches(img), idx))
+
+    @torch.no_grad()
+    def _visualize(self, img, mask_patch, cluster, mask_index):
+        if img.shape[0] != 1:
+            raise ValueError(f"ASTModel: visualize_mask takes a batch of one spectrogram, got {img.shape[0]}")
+        _, _, targets, pred, idx = self._mpc(img, mask_patch, cluster, mask_index)
+        hits = column_hits(targets, pred)[0]
+        patches = self._patches(img)
+        shown, masked = patches.clone(), patches.clone()
+        shown[0, idx[0]] = (99.0 * hits.to(patches.dtype)).unsqueeze(-1).expand(-1, patches.shape[-1])
+        masked[0, idx[0]] = 99.0
+
+        def fold(p: torch.Tensor) -> torch.Tensor:
+            return F.fold(p.transpose(1, 2), output_size=(self.input_fdim, self.input_tdim),
+                          kernel_size=(self.fshape, self.tshape), stride=(self.fstride, self.tstride))
+
+        return fold(shown), fold(masked)
