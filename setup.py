@@ -1,6 +1,6 @@
 """Build ssast_fast and its optional C++ extension ``ssast_fast._C``.
 
-The extension compiles every ``csrc/**/*.cpp`` against the installed torch (CPU); set
+The extension compiles every ``csrc/**/*.cpp`` outside ``csrc/tests`` against the installed torch (CPU); set
 ``SSAST_FAST_NO_EXT=1`` to install the pure-Python package only.
 """
 import glob
@@ -13,7 +13,8 @@ cmdclass = {}
 if os.environ.get("SSAST_FAST_NO_EXT", "0") != "1":
     from torch.utils.cpp_extension import BuildExtension, CppExtension
 
-    sources = sorted(glob.glob("csrc/**/*.cpp", recursive=True))
+    # csrc/tests/ holds standalone C++ tests (built by CMakeLists.txt), not extension code.
+    sources = sorted(s for s in glob.glob("csrc/**/*.cpp", recursive=True) if not s.startswith("csrc/tests/"))
     ext_modules.append(
         CppExtension(
             name="ssast_fast._C",

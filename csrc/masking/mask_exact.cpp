@@ -5,226 +5,22 @@
 //    slot order is the set's iteration order.
 // The Python side passes `random.getstate()[1]` in and writes the returned state back.
 #include "masking/mask_exact.h"
+#include "masking/py_random.h"
 
-#include <algorithm>
-#include <cmath>
 #include <cstdint>
 #include <stdexcept>
+#include <tuple>
 #include <vector>
 
 namespace ssast {
 namespace {
 
-// ---- CPython's MT19937 (Modules/_randommodule.c semantics) ----
-class PyMersenne {
- public:
-  static constexpr int kN = 624;
-  static constexpr int kM = 397;
-
-  explicit PyMersenne(const std::vector<int64_t>& state) {
-    if (state.size() != kN + 1) {
-      throw std::invalid_argument("random state must have 625 entries (random.getstate()[1])");
-    }
-    for (int i = 0; i < kN; ++i) mt_[i] = static_cast<uint32_t>(state[i]);
-    index_ = static_cast<int>(state[kN]);
-    if (index_ < 0 || index_ > kN) throw std::invalid_argument("random state index out of range");
-  }
-
-  std::vector<int64_t> state() const {
-    std::vector<int64_t> s(kN + 1);
-    for (int i = 0; i < kN; ++i) s[i] = mt_[i];
-    s[kN] = index_;
-    return s;
-  }
-
-  uint32_t next_u32() {
-    if (index_ >= kN) refill();
-    uint32_t y = mt_[index_++];
-    y ^= (y >> 11);
-    y ^= (y << 7) & 0x9d2c5680U;
-    y ^= (y << 15) & 0xefc60000U;
-    y ^= (y >> 18);
-    return y;
-  }
-
-  // random.randrange(n) == Random._randbelow_with_getrandbits(n), for 1 <= n < 2**32.
-  int64_t below(int64_t n) {
-    int k = 0;
-    for (uint64_t v = static_cast<uint64_t>(n); v; v >>= 1) ++k;  // n.bit_length()
-    uint32_t r = next_u32() >> (32 - k);
-    while (r >= n) r = next_u32() >> (32 - k);
-    return r;
-  }
-
- private:
-  void refill() {
-    constexpr uint32_t kUpper = 0x80000000U, kLower = 0x7fffffffU, kMatrix = 0x9908b0dfU;
-    auto twist = [&](int kk, int next, int far) {
-      uint32_t y = (mt_[kk] & kUpper) | (mt_[next] & kLower);
-      mt_[kk] = mt_[far] ^ (y >> 1) ^ ((y & 1U) ? kMatrix : 0U);
-    };
-    int kk = 0;
-    for (; kk < kN - kM; ++kk) twist(kk, kk + 1, kk + kM);
-    for (; kk < kN - 1; ++kk) twist(kk, kk + 1, kk + kM - kN);
-    twist(kN - 1, 0, kM - 1);
-    index_ = 0;
-  }
-
-  uint32_t mt_[kN];
-  int index_;
-};
-
-// ---- CPython's set of small non-negative ints (Objects/setobject.c), insert-only ----
-// hash(i) == i for these keys; slot order is iteration order.
-class PyIntSet {
- public:
-  PyIntSet() : table_(kMinSize, kEmpty), mask_(kMinSize - 1) {}
-
-  void add(int64_t key) {
-    size_t i = static_cast<size_t>(key) & mask_;
-    size_t perturb = static_cast<size_t>(key);
-    while (true) {
-      const size_t probes = (i + kLinearProbes <= mask_) ? kLinearProbes : 0;
-      for (size_t p = 0; p <= probes; ++p) {
-        int64_t& slot = table_[i + p];
-        if (slot == kEmpty) {
-          slot = key;
-          ++used_;
-          if (used_ * 5 >= mask_ * 3) resize(used_ > 50000 ? used_ * 2 : used_ * 4);
-          return;
-        }
-        if (slot == key) return;
-      }
-      perturb >>= kPerturbShift;
-      i = (i * 5 + 1 + perturb) & mask_;
-    }
-  }
-
-  size_t size() const { return used_; }
-
-  // The first `count` keys in iteration order.
-  void head(int64_t* out, size_t count) const {
-    size_t n = 0;
-    for (int64_t key : table_) {
-      if (n == count) break;
-      if (key != kEmpty) out[n++] = key;
-    }
-  }
-
- private:
-  static constexpr int64_t kEmpty = -1;
-  static constexpr size_t kMinSize = 8;
-  static constexpr size_t kLinearProbes = 9;
-  static constexpr int kPerturbShift = 5;
-
-  void resize(size_t min_used) {
-    size_t size = kMinSize;
-    while (size <= min_used) size <<= 1;
-    std::vector<int64_t> old(size, kEmpty);
-    old.swap(table_);
-    mask_ = size - 1;
-    for (int64_t key : old) {
-      if (key != kEmpty) insert_clean(key);
-    }
-  }
-
-  void insert_clean(int64_t key) {
-    size_t i = static_cast<size_t>(key) & mask_;
-    size_t perturb = static_cast<size_t>(key);
-    while (true) {
-      if (table_[i] == kEmpty) { table_[i] = key; return; }
-      if (i + kLinearProbes <= mask_) {
-        for (size_t p = 1; p <= kLinearProbes; ++p) {
-          if (table_[i + p] == kEmpty) { table_[i + p] = key; return; }
-        }
-      }
-      perturb >>= kPerturbShift;
-      i = (i * 5 + 1 + perturb) & mask_;
-    }
-  }
-
-  std::vector<int64_t> table_;
-  size_t mask_;
-  size_t used_ = 0;
-};
+using pyrand::PyIntSet;
+using pyrand::PyMersenne;
 
 void check_len(int64_t sequence_len) {
   if (sequence_len < 1 || sequence_len >= (int64_t{1} << 31)) {
     throw std::invalid_argument("sequence_len must be in [1, 2**31)");
-  }
-}
-
-// Table size of a CPython set after `distinct` insertions of new keys (no deletions).
-size_t final_table_size(size_t distinct) {
-  size_t size = 8;
-  for (size_t used = 1; used <= distinct; ++used) {
-    if (used * 5 >= (size - 1) * 3) {
-      const size_t min_used = used > 50000 ? used * 2 : used * 4;
-      size = 8;
-      while (size <= min_used) size <<= 1;
-    }
-  }
-  return size;
-}
-
-// One reference gen_maskid_patch call: cluster side randrange(cluster) + 3, squares
-// start + p_t_dim * i + j kept when 0 < c < n, until more than mask_size are distinct, then
-// the first mask_size keys of set(collected). Duplicates never change a set, so the set is
-// determined by the order of first occurrences. When every key is below the final table size,
-// each key sits in its home slot (hash(i) == i) and iteration order is ascending: a bitmap
-// scan gives the answer; otherwise the set is replayed.
-void patch_one(PyMersenne& rng, int64_t n, int64_t mask_size, int64_t p_t_dim, int64_t cluster,
-               std::vector<uint8_t>& seen, std::vector<int64_t>& first, int64_t* out) {
-  const int64_t side = rng.below(cluster) + 3;
-  std::fill(seen.begin(), seen.end(), 0);
-  first.clear();
-  while (static_cast<int64_t>(first.size()) <= mask_size) {
-    const int64_t start = rng.below(n);
-    for (int64_t i = 0; i < side; ++i) {
-      for (int64_t j = 0; j < side; ++j) {
-        const int64_t c = start + p_t_dim * i + j;
-        if (c > 0 && c < n && !seen[c]) {
-          seen[c] = 1;
-          first.push_back(c);
-        }
-      }
-    }
-  }
-  if (static_cast<size_t>(n) <= final_table_size(first.size())) {
-    int64_t k = 0;
-    for (int64_t c = 1; k < mask_size; ++c) {
-      if (seen[c]) out[k++] = c;
-    }
-    return;
-  }
-  PyIntSet set;
-  for (int64_t c : first) set.add(c);
-  set.head(out, static_cast<size_t>(mask_size));
-}
-
-// random.sample(range(n), k) as CPython 3.8-3.13 implement it.
-void frame_one(PyMersenne& rng, int64_t n, int64_t k, int64_t* out) {
-  int64_t setsize = 21;
-  if (k > 5) {
-    const double e = std::ceil(std::log(static_cast<double>(k * 3)) / std::log(4.0));
-    setsize += int64_t{1} << (2 * static_cast<int64_t>(e));
-  }
-  if (n <= setsize) {
-    std::vector<int64_t> pool(n);
-    for (int64_t i = 0; i < n; ++i) pool[i] = i;
-    for (int64_t i = 0; i < k; ++i) {
-      const int64_t j = rng.below(n - i);
-      out[i] = pool[j];
-      pool[j] = pool[n - i - 1];
-    }
-  } else {
-    std::vector<bool> selected(n, false);
-    for (int64_t i = 0; i < k; ++i) {
-      int64_t j = rng.below(n);
-      while (selected[j]) j = rng.below(n);
-      selected[j] = true;
-      out[i] = j;
-    }
   }
 }
 
@@ -246,7 +42,7 @@ std::tuple<torch::Tensor, std::vector<int64_t>> mask_patch_exact(
   std::vector<int64_t> first;
   first.reserve(mask_size + 64);
   for (int64_t b = 0; b < batch; ++b) {
-    patch_one(rng, sequence_len, mask_size, p_t_dim, cluster, seen, first, data + b * mask_size);
+    pyrand::patch_one(rng, sequence_len, mask_size, p_t_dim, cluster, seen, first, data + b * mask_size);
   }
   return {out, rng.state()};
 }
@@ -260,7 +56,7 @@ std::tuple<torch::Tensor, std::vector<int64_t>> mask_frame_exact(
   PyMersenne rng(state);
   auto out = torch::empty({batch, mask_size}, torch::kLong);
   int64_t* data = out.data_ptr<int64_t>();
-  for (int64_t b = 0; b < batch; ++b) frame_one(rng, sequence_len, mask_size, data + b * mask_size);
+  for (int64_t b = 0; b < batch; ++b) pyrand::frame_one(rng, sequence_len, mask_size, data + b * mask_size);
   return {out, rng.state()};
 }
 
