@@ -1,0 +1,673 @@
+"""Bidirectional multi-head attention: a Triton flash-attention kernel and its references.
+
+    out = softmax(q @ k^T * scale) @ v        q, k, v, out: [B, H, N, D]
+
+One dispatcher, :func:`attention`, chooses among four backends:
+
+``"eager"``
+    The reference formulation of SSAST's ``Attention`` block, with explicit ops in the input
+    dtype: ``attn = (q @ k.transpose(-2, -1)) * scale; attn = attn.softmax(-1); attn @ v``.
+``"sdpa"``
+    ``torch.nn.functional.scaled_dot_product_attention`` (torch picks flash / efficient /
+    cuDNN / math itself).
+``"triton"``
+    The Triton kernels below (CUDA tensors; CPU tensors when ``TRITON_INTERPRET=1`` was set
+    before this module was imported).
+``"auto"``
+    ``"triton"`` for CUDA tensors with a supported head dim when Triton is importable (and not
+    in interpreter mode), otherwise ``"sdpa"``.
+
+Triton path, FlashAttention-2 style (no causal mask, no dropout):
+
+* forward, one program per (query block, batch*head): an online softmax over key blocks,
+  kept in base 2 (``exp2``, logits pre-multiplied by ``scale * log2(e)``); writes ``out`` and
+  the per-row statistic ``lse2 = m + log2(l)`` (float32 [B, H, N]);
+* backward, atomic-free: ``delta = rowsum(dO * O)`` (preprocess kernel), then a dK/dV kernel
+  (one program per key block, looping over query blocks) and a dQ kernel (one program per
+  query block, looping over key blocks); both recompute ``P = exp2(s - lse2)``.
+
+Every dot product accumulates in float32; probabilities and ``dS`` are rounded to the input
+dtype before their matmul with V / Q / K (as in FlashAttention); float32 inputs use IEEE
+float32 dots (no TF32). Arbitrary N is handled by masking the last (partial) block only;
+strides are explicit, so q, k, v and dO may be non-contiguous views.
+
+The forward and backward launchers are registered as torch custom ops
+(``ssast_fast::attention_fwd`` / ``ssast_fast::attention_bwd``) with fake (meta) kernels and an
+autograd formula, so ``torch.compile(fullgraph=True)`` traces a call to :func:`attention`
+without graph breaks; :class:`FlashAttentionFunction` is the ``autograd.Function`` that the
+dispatcher uses, built on the same two ops.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+try:  # Triton is optional: without it only the torch backends exist.
+    import triton
+    import triton.language as tl
+
+    HAS_TRITON = True
+except ImportError:  # pragma: no cover - exercised only on machines without triton
+    triton = None
+    tl = None
+    HAS_TRITON = False
+
+__all__ = [
+    "attention",
+    "attention_eager",
+    "attention_sdpa",
+    "attention_triton",
+    "FlashAttentionFunction",
+    "BACKENDS",
+    "SUPPORTED_HEAD_DIMS",
+    "HAS_TRITON",
+    "TRITON_INTERPRET",
+]
+
+BACKENDS = ("auto", "triton", "sdpa", "eager")
+SUPPORTED_HEAD_DIMS = (32, 64, 128)
+_TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _interpret_flag() -> bool:
+    if HAS_TRITON:
+        try:
+            return bool(triton.knobs.runtime.interpret)
+        except AttributeError:  # older triton without knobs
+            pass
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+
+# Triton decides at decoration time whether @triton.jit builds an interpreted function, so the
+# mode is fixed when this module is imported.
+TRITON_INTERPRET: bool = _interpret_flag()
+
+_LOG2E = 1.4426950408889634
+
+
+# ---------------------------------------------------------------------------------------------
+# References
+# ---------------------------------------------------------------------------------------------
+
+
+def attention_eager(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                    scale: Optional[float] = None) -> torch.Tensor:
+    """Reference: ``softmax(q @ k^T * scale) @ v`` with explicit ops, in the input dtype."""
+    if scale is None:
+        scale = q.shape[-1] ** -0.5
+    attn = (q @ k.transpose(-2, -1)) * scale
+    attn = attn.softmax(dim=-1)
+    return attn @ v
+
+
+def attention_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                   scale: Optional[float] = None) -> torch.Tensor:
+    """``torch.nn.functional.scaled_dot_product_attention`` (no mask, no dropout)."""
+    if scale is None:
+        scale = q.shape[-1] ** -0.5
+    return F.scaled_dot_product_attention(q, k, v, scale=scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# Triton kernels
+# ---------------------------------------------------------------------------------------------
+
+if HAS_TRITON:
+
+    @triton.jit
+    def _fwd_inner(acc, l_i, m_i, q, k_base, v_base, start_n, offs_n, offs_d,
+                   stride_kn, stride_kd, stride_vn, stride_vd, qk_scale, N_CTX,
+                   MASKED: tl.constexpr, DOT_PREC: tl.constexpr):
+        """One key block of the online softmax. MASKED: the block runs past N_CTX."""
+        cols = start_n + offs_n
+        k_ptrs = k_base + cols[:, None] * stride_kn + offs_d[None, :] * stride_kd
+        v_ptrs = v_base + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd
+        if MASKED:
+            col_ok = cols < N_CTX
+            k = tl.load(k_ptrs, mask=col_ok[:, None], other=0.0)
+            v = tl.load(v_ptrs, mask=col_ok[:, None], other=0.0)
+        else:
+            k = tl.load(k_ptrs)
+            v = tl.load(v_ptrs)
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * qk_scale  # [M, N] base-2 logits
+        if MASKED:
+            s = tl.where(col_ok[None, :], s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None]
+        acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
+        return acc, l_i, m_new
+
+    @triton.jit
+    def _attn_fwd_kernel(
+        Q, K, V, O, LSE2, sm_scale,
+        stride_qb, stride_qh, stride_qn, stride_qd,
+        stride_kb, stride_kh, stride_kn, stride_kd,
+        stride_vb, stride_vh, stride_vn, stride_vd,
+        stride_ob, stride_oh, stride_on, stride_od,
+        H, N_CTX,
+        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        DOT_PREC: tl.constexpr,
+    ):
+        """grid = (cdiv(N, BLOCK_M), B * H). Writes O [B, H, N, D] and LSE2 [B*H, N] (fp32)."""
+        pid_m = tl.program_id(0)
+        pid_bh = tl.program_id(1)
+        off_b = (pid_bh // H).to(tl.int64)
+        off_h = (pid_bh % H).to(tl.int64)
+        q_base = Q + off_b * stride_qb + off_h * stride_qh
+        k_base = K + off_b * stride_kb + off_h * stride_kh
+        v_base = V + off_b * stride_vb + off_h * stride_vh
+        o_base = O + off_b * stride_ob + off_h * stride_oh
+
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_n = tl.arange(0, BLOCK_N)
+        offs_d = tl.arange(0, HEAD_DIM)
+        row_ok = offs_m < N_CTX
+
+        q = tl.load(q_base + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd,
+                    mask=row_ok[:, None], other=0.0)
+        m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+        acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+        qk_scale = sm_scale * 1.4426950408889634  # log2(e): softmax in base 2
+
+        n_full = (N_CTX // BLOCK_N) * BLOCK_N
+        for start_n in range(0, n_full, BLOCK_N):
+            acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_base, v_base, start_n, offs_n, offs_d,
+                                       stride_kn, stride_kd, stride_vn, stride_vd, qk_scale, N_CTX,
+                                       MASKED=False, DOT_PREC=DOT_PREC)
+        if n_full < N_CTX:
+            acc, l_i, m_i = _fwd_inner(acc, l_i, m_i, q, k_base, v_base, n_full, offs_n, offs_d,
+                                       stride_kn, stride_kd, stride_vn, stride_vd, qk_scale, N_CTX,
+                                       MASKED=True, DOT_PREC=DOT_PREC)
+
+        acc = acc / l_i[:, None]
+        tl.store(o_base + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od,
+                 acc.to(O.dtype.element_ty), mask=row_ok[:, None])
+        tl.store(LSE2 + pid_bh.to(tl.int64) * N_CTX + offs_m, m_i + tl.log2(l_i), mask=row_ok)
+
+    @triton.jit
+    def _attn_bwd_preprocess_kernel(
+        O, DO, DELTA,
+        stride_ob, stride_oh, stride_on, stride_od,
+        stride_dob, stride_doh, stride_don, stride_dod,
+        H, N_CTX,
+        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+    ):
+        """delta[b*h, n] = sum_d dO * O (float32). grid = (cdiv(N, BLOCK_M), B * H)."""
+        pid_m = tl.program_id(0)
+        pid_bh = tl.program_id(1)
+        off_b = (pid_bh // H).to(tl.int64)
+        off_h = (pid_bh % H).to(tl.int64)
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_d = tl.arange(0, HEAD_DIM)
+        row_ok = offs_m < N_CTX
+        o = tl.load(O + off_b * stride_ob + off_h * stride_oh
+                    + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od,
+                    mask=row_ok[:, None], other=0.0).to(tl.float32)
+        do = tl.load(DO + off_b * stride_dob + off_h * stride_doh
+                     + offs_m[:, None] * stride_don + offs_d[None, :] * stride_dod,
+                     mask=row_ok[:, None], other=0.0).to(tl.float32)
+        tl.store(DELTA + pid_bh.to(tl.int64) * N_CTX + offs_m, tl.sum(o * do, 1), mask=row_ok)
+
+    @triton.jit
+    def _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_base, delta_base, start_m, offs_m, offs_d,
+                    stride_qn, stride_qd, stride_don, stride_dod, qk_scale, N_CTX,
+                    MASKED: tl.constexpr, DOT_PREC: tl.constexpr):
+        """One query block's contribution to a key block's dK, dV (computed transposed)."""
+        rows = start_m + offs_m
+        q_ptrs = q_base + rows[:, None] * stride_qn + offs_d[None, :] * stride_qd
+        do_ptrs = do_base + rows[:, None] * stride_don + offs_d[None, :] * stride_dod
+        if MASKED:
+            row_ok = rows < N_CTX
+            q = tl.load(q_ptrs, mask=row_ok[:, None], other=0.0)
+            do = tl.load(do_ptrs, mask=row_ok[:, None], other=0.0)
+            # lse2 = +inf on padded rows makes their probabilities exactly 0.
+            lse2 = tl.load(lse_base + rows, mask=row_ok, other=float("inf"))
+            delta = tl.load(delta_base + rows, mask=row_ok, other=0.0)
+        else:
+            q = tl.load(q_ptrs)
+            do = tl.load(do_ptrs)
+            lse2 = tl.load(lse_base + rows)
+            delta = tl.load(delta_base + rows)
+        s_t = tl.dot(k, tl.trans(q), input_precision=DOT_PREC) * qk_scale  # [BLOCK_N, BLOCK_M]
+        p_t = tl.exp2(s_t - lse2[None, :])
+        dv = tl.dot(p_t.to(do.dtype), do, dv, input_precision=DOT_PREC)
+        dp_t = tl.dot(v, tl.trans(do), input_precision=DOT_PREC)
+        ds_t = p_t * (dp_t - delta[None, :])
+        dk = tl.dot(ds_t.to(q.dtype), q, dk, input_precision=DOT_PREC)
+        return dk, dv
+
+    @triton.jit
+    def _attn_bwd_dkdv_kernel(
+        Q, K, V, DO, DK, DV, LSE2, DELTA, sm_scale,
+        stride_qb, stride_qh, stride_qn, stride_qd,
+        stride_kb, stride_kh, stride_kn, stride_kd,
+        stride_vb, stride_vh, stride_vn, stride_vd,
+        stride_dob, stride_doh, stride_don, stride_dod,
+        stride_dkb, stride_dkh, stride_dkn, stride_dkd,
+        stride_dvb, stride_dvh, stride_dvn, stride_dvd,
+        H, N_CTX,
+        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        DOT_PREC: tl.constexpr,
+    ):
+        """grid = (cdiv(N, BLOCK_N), B * H): one key block per program, loop over queries."""
+        pid_n = tl.program_id(0)
+        pid_bh = tl.program_id(1)
+        off_b = (pid_bh // H).to(tl.int64)
+        off_h = (pid_bh % H).to(tl.int64)
+        q_base = Q + off_b * stride_qb + off_h * stride_qh
+        do_base = DO + off_b * stride_dob + off_h * stride_doh
+        lse_base = LSE2 + pid_bh.to(tl.int64) * N_CTX
+        delta_base = DELTA + pid_bh.to(tl.int64) * N_CTX
+
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        offs_m = tl.arange(0, BLOCK_M)
+        offs_d = tl.arange(0, HEAD_DIM)
+        col_ok = offs_n < N_CTX
+        k = tl.load(K + off_b * stride_kb + off_h * stride_kh
+                    + offs_n[:, None] * stride_kn + offs_d[None, :] * stride_kd,
+                    mask=col_ok[:, None], other=0.0)
+        v = tl.load(V + off_b * stride_vb + off_h * stride_vh
+                    + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd,
+                    mask=col_ok[:, None], other=0.0)
+        dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+        dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
+        qk_scale = sm_scale * 1.4426950408889634
+
+        m_full = (N_CTX // BLOCK_M) * BLOCK_M
+        for start_m in range(0, m_full, BLOCK_M):
+            dk, dv = _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_base, delta_base, start_m,
+                                 offs_m, offs_d, stride_qn, stride_qd, stride_don, stride_dod,
+                                 qk_scale, N_CTX, MASKED=False, DOT_PREC=DOT_PREC)
+        if m_full < N_CTX:
+            dk, dv = _dkdv_inner(dk, dv, k, v, q_base, do_base, lse_base, delta_base, m_full,
+                                 offs_m, offs_d, stride_qn, stride_qd, stride_don, stride_dod,
+                                 qk_scale, N_CTX, MASKED=True, DOT_PREC=DOT_PREC)
+
+        dk = dk * sm_scale  # d(logits)/dk carries the softmax scale
+        tl.store(DK + off_b * stride_dkb + off_h * stride_dkh
+                 + offs_n[:, None] * stride_dkn + offs_d[None, :] * stride_dkd,
+                 dk.to(DK.dtype.element_ty), mask=col_ok[:, None])
+        tl.store(DV + off_b * stride_dvb + off_h * stride_dvh
+                 + offs_n[:, None] * stride_dvn + offs_d[None, :] * stride_dvd,
+                 dv.to(DV.dtype.element_ty), mask=col_ok[:, None])
+
+    @triton.jit
+    def _dq_inner(dq, q, do, lse2, delta, k_base, v_base, start_n, offs_n, offs_d,
+                  stride_kn, stride_kd, stride_vn, stride_vd, qk_scale, N_CTX,
+                  MASKED: tl.constexpr, DOT_PREC: tl.constexpr):
+        """One key block's contribution to a query block's dQ."""
+        cols = start_n + offs_n
+        k_ptrs = k_base + cols[:, None] * stride_kn + offs_d[None, :] * stride_kd
+        v_ptrs = v_base + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd
+        if MASKED:
+            col_ok = cols < N_CTX
+            k = tl.load(k_ptrs, mask=col_ok[:, None], other=0.0)
+            v = tl.load(v_ptrs, mask=col_ok[:, None], other=0.0)
+        else:
+            k = tl.load(k_ptrs)
+            v = tl.load(v_ptrs)
+        s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * qk_scale  # [BLOCK_M, BLOCK_N]
+        p = tl.exp2(s - lse2[:, None])
+        if MASKED:
+            p = tl.where(col_ok[None, :], p, 0.0)
+        dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
+        ds = p * (dp - delta[:, None])
+        dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=DOT_PREC)
+        return dq
+
+    @triton.jit
+    def _attn_bwd_dq_kernel(
+        Q, K, V, DO, DQ, LSE2, DELTA, sm_scale,
+        stride_qb, stride_qh, stride_qn, stride_qd,
+        stride_kb, stride_kh, stride_kn, stride_kd,
+        stride_vb, stride_vh, stride_vn, stride_vd,
+        stride_dob, stride_doh, stride_don, stride_dod,
+        stride_dqb, stride_dqh, stride_dqn, stride_dqd,
+        H, N_CTX,
+        HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        DOT_PREC: tl.constexpr,
+    ):
+        """grid = (cdiv(N, BLOCK_M), B * H): one query block per program, loop over keys."""
+        pid_m = tl.program_id(0)
+        pid_bh = tl.program_id(1)
+        off_b = (pid_bh // H).to(tl.int64)
+        off_h = (pid_bh % H).to(tl.int64)
+        k_base = K + off_b * stride_kb + off_h * stride_kh
+        v_base = V + off_b * stride_vb + off_h * stride_vh
+
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_n = tl.arange(0, BLOCK_N)
+        offs_d = tl.arange(0, HEAD_DIM)
+        row_ok = offs_m < N_CTX
+        q = tl.load(Q + off_b * stride_qb + off_h * stride_qh
+                    + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd,
+                    mask=row_ok[:, None], other=0.0)
+        do = tl.load(DO + off_b * stride_dob + off_h * stride_doh
+                     + offs_m[:, None] * stride_don + offs_d[None, :] * stride_dod,
+                     mask=row_ok[:, None], other=0.0)
+        lse2 = tl.load(LSE2 + pid_bh.to(tl.int64) * N_CTX + offs_m, mask=row_ok, other=0.0)
+        delta = tl.load(DELTA + pid_bh.to(tl.int64) * N_CTX + offs_m, mask=row_ok, other=0.0)
+        dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+        qk_scale = sm_scale * 1.4426950408889634
+
+        n_full = (N_CTX // BLOCK_N) * BLOCK_N
+        for start_n in range(0, n_full, BLOCK_N):
+            dq = _dq_inner(dq, q, do, lse2, delta, k_base, v_base, start_n, offs_n, offs_d,
+                           stride_kn, stride_kd, stride_vn, stride_vd, qk_scale, N_CTX,
+                           MASKED=False, DOT_PREC=DOT_PREC)
+        if n_full < N_CTX:
+            dq = _dq_inner(dq, q, do, lse2, delta, k_base, v_base, n_full, offs_n, offs_d,
+                           stride_kn, stride_kd, stride_vn, stride_vd, qk_scale, N_CTX,
+                           MASKED=True, DOT_PREC=DOT_PREC)
+
+        dq = dq * sm_scale
+        tl.store(DQ + off_b * stride_dqb + off_h * stride_dqh
+                 + offs_m[:, None] * stride_dqn + offs_d[None, :] * stride_dqd,
+                 dq.to(DQ.dtype.element_ty), mask=row_ok[:, None])
+
+    # -- launch configurations ----------------------------------------------------------------
+    # The interpreter cannot autotune usefully (and is slow): one small config there. On a GPU a
+    # short list per kernel, keyed on (N, D, precision) and the argument dtypes; float32 inputs
+    # (IEEE dots, 4-byte tiles) get their own smaller tiles. Configs that do not fit in shared
+    # memory are skipped by the autotuner.
+    def _cfgs(fast, fp32):
+        out = []
+        for group, is_fp32 in ((fast, False), (fp32, True)):
+            for bm, bn, w, s in group:
+                c = triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+                c.ssast_fp32 = is_fp32
+                out.append(c)
+        return out
+
+    def _prune_by_precision(configs, named_args, **kwargs):
+        want_fp32 = {**named_args, **kwargs}.get("DOT_PREC") == "ieee"
+        kept = [c for c in configs if getattr(c, "ssast_fp32", want_fp32) == want_fp32]
+        return kept or list(configs)
+
+    if not TRITON_INTERPRET:
+        #                 (BLOCK_M, BLOCK_N, num_warps, num_stages)
+        _FWD_CONFIGS = _cfgs(
+            [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3), (128, 32, 4, 4),
+             (64, 128, 4, 3)],
+            [(64, 32, 4, 2), (32, 32, 4, 2), (64, 64, 8, 2)])
+        _DKDV_CONFIGS = _cfgs(
+            [(32, 128, 8, 2), (64, 128, 8, 2), (32, 64, 4, 3), (64, 64, 4, 2), (16, 128, 8, 3)],
+            [(32, 64, 4, 2), (16, 32, 4, 2), (32, 32, 4, 2)])
+        _DQ_CONFIGS = _cfgs(
+            [(128, 32, 8, 2), (128, 64, 8, 2), (64, 32, 4, 3), (64, 64, 4, 2), (128, 16, 8, 3)],
+            [(64, 32, 4, 2), (32, 16, 4, 2), (32, 32, 4, 2)])
+        _PRE_BLOCK_M = 128
+    else:
+        _FWD_CONFIGS = _cfgs([(32, 32, 4, 1)], [])
+        _DKDV_CONFIGS = _cfgs([(32, 32, 4, 1)], [])
+        _DQ_CONFIGS = _cfgs([(32, 32, 4, 1)], [])
+        _PRE_BLOCK_M = 32
+
+    _KEY = ["N_CTX", "HEAD_DIM", "DOT_PREC"]
+    _PRUNE = None if TRITON_INTERPRET else {"early_config_prune": _prune_by_precision}
+    _attn_fwd = triton.autotune(_FWD_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(
+        _attn_fwd_kernel)
+    _attn_bwd_dkdv = triton.autotune(_DKDV_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(
+        _attn_bwd_dkdv_kernel)
+    _attn_bwd_dq = triton.autotune(_DQ_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(
+        _attn_bwd_dq_kernel)
+
+    #: The raw @triton.jit kernels, by name (for the sm_90 compile check and for tooling).
+    KERNELS = {
+        "fwd": _attn_fwd_kernel,
+        "bwd_preprocess": _attn_bwd_preprocess_kernel,
+        "bwd_dkdv": _attn_bwd_dkdv_kernel,
+        "bwd_dq": _attn_bwd_dq_kernel,
+    }
+else:  # pragma: no cover
+    KERNELS = {}
+
+
+def _dot_precision(dtype: torch.dtype) -> str:
+    # float32 inputs: true fp32 products (eager torch does not use TF32 by default either).
+    return "ieee" if dtype == torch.float32 else "tf32"
+
+
+def _device_ctx(t: torch.Tensor):
+    if t.is_cuda:
+        return torch.cuda.device(t.device)
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float):
+    """Launch the forward kernel: returns (out [B, H, N, D] q.dtype, lse2 [B, H, N] fp32)."""
+    B, H, N, D = q.shape
+    out = torch.empty((B, H, N, D), dtype=q.dtype, device=q.device)
+    lse2 = torch.empty((B, H, N), dtype=torch.float32, device=q.device)
+    if out.numel() == 0:
+        return out, lse2
+    grid = lambda meta: (triton.cdiv(N, meta["BLOCK_M"]), B * H)  # noqa: E731
+    with _device_ctx(q):
+        _attn_fwd[grid](
+            q, k, v, out, lse2, float(scale),
+            *q.stride(), *k.stride(), *v.stride(), *out.stride(),
+            H, N,
+            HEAD_DIM=D, DOT_PREC=_dot_precision(q.dtype),
+        )
+    return out, lse2
+
+
+def _triton_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     out: torch.Tensor, lse2: torch.Tensor, scale: float):
+    """Launch the three backward kernels: returns (dq, dk, dv), contiguous, in q.dtype."""
+    B, H, N, D = q.shape
+    dq = torch.empty((B, H, N, D), dtype=q.dtype, device=q.device)
+    dk = torch.empty((B, H, N, D), dtype=q.dtype, device=q.device)
+    dv = torch.empty((B, H, N, D), dtype=q.dtype, device=q.device)
+    if dq.numel() == 0:
+        return dq, dk, dv
+    if do.dtype != q.dtype:
+        do = do.to(q.dtype)
+    delta = torch.empty((B, H, N), dtype=torch.float32, device=q.device)
+    lse2 = lse2.contiguous()
+    prec = _dot_precision(q.dtype)
+    with _device_ctx(q):
+        _attn_bwd_preprocess_kernel[(triton.cdiv(N, _PRE_BLOCK_M), B * H)](
+            out, do, delta, *out.stride(), *do.stride(), H, N,
+            HEAD_DIM=D, BLOCK_M=_PRE_BLOCK_M,
+        )
+        grid_kv = lambda meta: (triton.cdiv(N, meta["BLOCK_N"]), B * H)  # noqa: E731
+        _attn_bwd_dkdv[grid_kv](
+            q, k, v, do, dk, dv, lse2, delta, float(scale),
+            *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(), *dv.stride(),
+            H, N,
+            HEAD_DIM=D, DOT_PREC=prec,
+        )
+        grid_q = lambda meta: (triton.cdiv(N, meta["BLOCK_M"]), B * H)  # noqa: E731
+        _attn_bwd_dq[grid_q](
+            q, k, v, do, dq, lse2, delta, float(scale),
+            *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dq.stride(),
+            H, N,
+            HEAD_DIM=D, DOT_PREC=prec,
+        )
+    return dq, dk, dv
+
+
+# ---------------------------------------------------------------------------------------------
+# Custom ops (opaque to torch.compile, with fake kernels) and the autograd.Function
+# ---------------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("ssast_fast::attention_fwd", mutates_args=())
+def _attention_fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                      scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Triton flash-attention forward: (out [B, H, N, D], lse2 [B, H, N] float32, base 2)."""
+    _require_triton_runtime(q)
+    return _triton_forward(q, k, v, scale)
+
+
+@_attention_fwd_op.register_fake
+def _(q, k, v, scale):
+    B, H, N, D = q.shape
+    return (q.new_empty((B, H, N, D)), q.new_empty((B, H, N), dtype=torch.float32))
+
+
+@torch.library.custom_op("ssast_fast::attention_bwd", mutates_args=())
+def _attention_bwd_op(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                      out: torch.Tensor, lse2: torch.Tensor,
+                      scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Triton flash-attention backward: (dq, dk, dv), each [B, H, N, D] in q.dtype."""
+    _require_triton_runtime(q)
+    return _triton_backward(do, q, k, v, out, lse2, scale)
+
+
+@_attention_bwd_op.register_fake
+def _(do, q, k, v, out, lse2, scale):
+    shape = tuple(q.shape)
+    return q.new_empty(shape), q.new_empty(shape), q.new_empty(shape)
+
+
+def _fwd_setup_context(ctx, inputs, output):
+    q, k, v, scale = inputs
+    out, lse2 = output
+    ctx.save_for_backward(q, k, v, out, lse2)
+    ctx.scale = scale
+
+
+def _fwd_backward(ctx, grad_out, grad_lse2):
+    q, k, v, out, lse2 = ctx.saved_tensors
+    if grad_out is None:
+        return None, None, None, None
+    dq, dk, dv = torch.ops.ssast_fast.attention_bwd(grad_out, q, k, v, out, lse2, ctx.scale)
+    return dq, dk, dv, None
+
+
+# Makes torch.ops.ssast_fast.attention_fwd itself differentiable (lse2 gets no gradient).
+torch.library.register_autograd("ssast_fast::attention_fwd", _fwd_backward,
+                                setup_context=_fwd_setup_context)
+
+
+class FlashAttentionFunction(torch.autograd.Function):
+    """``out = softmax(q k^T scale) v`` through the Triton kernels, differentiable in q, k, v.
+
+    Forward and backward call the custom ops ``ssast_fast::attention_fwd`` / ``_bwd``, so the
+    function is traceable by torch.compile (the ops are opaque, with fake kernels)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, scale: float):
+        out, lse2 = torch.ops.ssast_fast.attention_fwd(q, k, v, scale)
+        ctx.save_for_backward(q, k, v, out, lse2)
+        ctx.scale = scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, out, lse2 = ctx.saved_tensors
+        dq, dk, dv = torch.ops.ssast_fast.attention_bwd(grad_out, q, k, v, out, lse2, ctx.scale)
+        return dq, dk, dv, None
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation and dispatch
+# ---------------------------------------------------------------------------------------------
+
+
+def _require_triton_runtime(q: torch.Tensor) -> None:
+    if not HAS_TRITON:
+        raise RuntimeError("backend='triton' needs the `triton` package, which is not installed")
+    if not q.is_cuda and not TRITON_INTERPRET:
+        raise ValueError(
+            f"backend='triton' needs CUDA tensors (got device {q.device}); on CPU set "
+            "TRITON_INTERPRET=1 before importing ssast_fast to run the kernel in Triton's "
+            "interpreter, or use backend='sdpa'/'eager'")
+
+
+def _validate(q, k, v) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"attention: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(
+                f"attention: {name} must have rank 4 [B, H, N, D], got shape {tuple(t.shape)}")
+    if not (q.shape == k.shape == v.shape):
+        raise ValueError("attention: q, k, v must have the same shape [B, H, N, D], got "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(
+            f"attention: q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not q.dtype.is_floating_point:
+        raise TypeError(f"attention: floating-point inputs required, got {q.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(
+            f"attention: q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+
+
+def _validate_triton(q) -> None:
+    if q.dtype not in _TRITON_DTYPES:
+        raise TypeError(f"attention(backend='triton'): dtype {q.dtype} is not supported "
+                        "(float32, float16, bfloat16)")
+    D = q.shape[-1]
+    if D not in SUPPORTED_HEAD_DIMS:
+        raise ValueError(f"attention(backend='triton'): head dim D={D} is not supported "
+                         f"(supported: {SUPPORTED_HEAD_DIMS})")
+    _require_triton_runtime(q)
+
+
+def _resolve_scale(scale, D: int) -> float:
+    if scale is None:
+        return D ** -0.5
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"attention: scale must be a float or None, got {type(scale).__name__}")
+    scale = float(scale)
+    if not math.isfinite(scale):
+        raise ValueError(f"attention: scale must be finite, got {scale}")
+    return scale
+
+
+def resolve_backend(q: torch.Tensor, backend: str = "auto") -> str:
+    """The concrete backend ("triton" | "sdpa" | "eager") that ``attention`` would use."""
+    if backend not in BACKENDS:
+        raise ValueError(f"attention: unknown backend {backend!r}; choose one of {BACKENDS}")
+    if backend != "auto":
+        return backend
+    if (HAS_TRITON and q.is_cuda and not TRITON_INTERPRET and q.dtype in _TRITON_DTYPES
+            and q.shape[-1] in SUPPORTED_HEAD_DIMS):
+        return "triton"
+    return "sdpa"
+
+
+def attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                     scale: Optional[float] = None) -> torch.Tensor:
+    """The Triton flash-attention kernel (differentiable); see :func:`attention`."""
+    _validate(q, k, v)
+    _validate_triton(q)
+    return FlashAttentionFunction.apply(q, k, v, _resolve_scale(scale, q.shape[-1]))
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional[float] = None,
+              backend: str = "auto") -> torch.Tensor:
+    """Bidirectional attention ``softmax(q @ k^T * scale) @ v``.
+
+    Args:
+        q, k, v: [B, H, N, D], one floating dtype and device. The Triton backend takes
+            float32/float16/bfloat16 and D in {32, 64, 128}; any N >= 0.
+        scale: logit scale, default ``D ** -0.5``.
+        backend: "auto" | "triton" | "sdpa" | "eager" (see the module docstring).
+
+    Returns:
+        [B, H, N, D] in the input dtype (float32 accumulation on the Triton path).
+    """
+    _validate(q, k, v)
+    scale = _resolve_scale(scale, q.shape[-1])
+    which = resolve_backend(q, backend)
+    if which == "triton":
+        _validate_triton(q)
+        return FlashAttentionFunction.apply(q, k, v, scale)
+    if which == "sdpa":
+        return attention_sdpa(q, k, v, scale)
+    return attention_eager(q, k, v, scale)

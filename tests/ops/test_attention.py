@@ -1,0 +1,330 @@
+"""ssast_fast.ops.attention: the Triton kernel (under TRITON_INTERPRET=1 here) against a float64
+eager reference, the torch backends, validation, the custom-op / torch.compile integration and
+an sm_90 compile check of every kernel."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ssast_fast.ops import attention as A
+from ssast_fast.ops.attention import attention
+
+REPO = Path(__file__).resolve().parents[2]
+needs_triton = pytest.mark.skipif(not A.HAS_TRITON, reason="triton is not installed")
+# Where the Triton kernel can run in this process: CPU tensors under the interpreter, else CUDA.
+KERNEL_DEVICE = "cpu" if A.TRITON_INTERPRET else "cuda"
+needs_kernel_device = pytest.mark.skipif(
+    not A.HAS_TRITON or (not A.TRITON_INTERPRET and not torch.cuda.is_available()),
+    reason="the Triton kernel needs TRITON_INTERPRET=1 or a CUDA device")
+
+# An absolute floor on the error bound, far below each dtype's resolution (fp16 eps ~1e-3):
+# where the exact gradient vanishes (N == 1: a softmax over one key has zero gradient in q and
+# k) eager rounding gives exactly 0 while the kernel's dP - rowsum(dO * O) leaves ~1e-7..1e-6.
+ABS_FLOOR = {torch.float32: 1e-6, torch.float16: 1e-5, torch.bfloat16: 1e-4}
+
+
+def _inputs(B, H, N, D, seed=0, scale_qk=1.0):
+    g = torch.Generator().manual_seed(seed)
+    q, k, v, do = (torch.randn(B, H, N, D, generator=g, dtype=torch.float64) for _ in range(4))
+    return q * scale_qk, k, v, do
+
+
+def _fwd_bwd(backend, dtype, q, k, v, do, scale=None, device="cpu"):
+    """out, dq, dk, dv of attention(backend) at `dtype`, returned as float64 CPU tensors."""
+    leaves = [t.detach().to(device=device, dtype=dtype).requires_grad_() for t in (q, k, v)]
+    out = attention(*leaves, scale=scale, backend=backend)
+    out.backward(do.to(device=device, dtype=dtype))
+    return [t.detach().double().cpu() for t in (out, *(x.grad for x in leaves))]
+
+
+def _max_err(got, ref):
+    return [(a - b).abs().max().item() if a.numel() else 0.0 for a, b in zip(got, ref)]
+
+
+def _check_against_eager(dtype, q, k, v, do, scale=None, factor=2.0):
+    """Kernel error vs fp64 <= factor * (same-precision eager error vs fp64) + ABS_FLOOR."""
+    ref = _fwd_bwd("eager", torch.float64, q, k, v, do, scale)
+    tri = _fwd_bwd("triton", dtype, q, k, v, do, scale, device=KERNEL_DEVICE)
+    eag = _fwd_bwd("eager", dtype, q, k, v, do, scale, device=KERNEL_DEVICE)
+    e_tri, e_eag = _max_err(tri, ref), _max_err(eag, ref)
+    for name, et, ee in zip(("out", "dq", "dk", "dv"), e_tri, e_eag):
+        floor = ABS_FLOOR[dtype]
+        assert et <= factor * ee + floor, (
+            f"{name}: triton error {et:.3e} > {factor} x eager {dtype} error {ee:.3e} + {floor}")
+    return e_tri, e_eag
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel accuracy
+# ---------------------------------------------------------------------------------------------
+
+
+@needs_kernel_device
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("D", [32, 64])
+@pytest.mark.parametrize("N", [1, 7, 33, 130])
+def test_triton_fwd_bwd_vs_fp64(N, D, dtype):
+    B, H = (1, 2) if N > 64 else (2, 2)
+    q, k, v, do = _inputs(B, H, N, D, seed=N * 100 + D)
+    _check_against_eager(dtype, q, k, v, do)
+
+
+@needs_kernel_device
+@pytest.mark.skipif(A.TRITON_INTERPRET, reason="Triton's interpreter mishandles bfloat16")
+@pytest.mark.parametrize("N", [33, 130])
+def test_triton_bf16_vs_fp64(N):
+    q, k, v, do = _inputs(2, 2, N, 64, seed=N)
+    _check_against_eager(torch.bfloat16, q, k, v, do)
+
+
+@needs_kernel_device
+def test_triton_large_logits_and_custom_scale():
+    # Scores of order +-100: the online softmax must rescale without overflow.
+    q, k, v, do = _inputs(1, 2, 45, 32, seed=3, scale_qk=4.0)
+    _check_against_eager(torch.float32, q, k, v, do, scale=0.9)
+
+
+@needs_kernel_device
+def test_triton_head_dim_128():
+    q, k, v, do = _inputs(1, 1, 20, 128, seed=5)
+    _check_against_eager(torch.float32, q, k, v, do)
+
+
+@needs_kernel_device
+def test_triton_strided_views_and_broadcast_grad():
+    """q, k, v as the model produces them (views of one qkv tensor) and a stride-0 grad."""
+    B, N, H, D = 2, 37, 3, 32
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(B, N, 3 * H * D, generator=g, dtype=torch.float64)
+
+    def run(dtype, backend, device):
+        xx = x.detach().clone().to(device=device, dtype=dtype).requires_grad_()
+        q, k, v = xx.reshape(B, N, 3, H, D).permute(2, 0, 3, 1, 4).unbind(0)
+        assert not q.is_contiguous()
+        out = attention(q, k, v, backend=backend)
+        (out.sum() + (out * out).sum()).backward()  # sum() backpropagates an expanded grad
+        return [out.detach().double().cpu(), xx.grad.double().cpu()]
+
+    ref = run(torch.float64, "eager", "cpu")
+    tri = run(torch.float32, "triton", KERNEL_DEVICE)
+    eag = run(torch.float32, "eager", KERNEL_DEVICE)
+    for et, ee in zip(_max_err(tri, ref), _max_err(eag, ref)):
+        assert et <= 2 * ee + ABS_FLOOR[torch.float32]
+
+
+@needs_kernel_device
+def test_triton_empty_sequence():
+    q = torch.randn(1, 2, 0, 32, device=KERNEL_DEVICE, requires_grad=True)
+    out = attention(q, q, q, backend="triton")
+    assert out.shape == (1, 2, 0, 32)
+    out.sum().backward()
+    assert q.grad.shape == q.shape
+
+
+@needs_kernel_device
+def test_logsumexp_statistic_and_op_autograd():
+    """attention_fwd returns lse2 (base 2); the op itself is differentiable like the Function."""
+    q, k, v, do = (t.float().to(KERNEL_DEVICE) for t in _inputs(1, 2, 19, 32, seed=11))
+    scale = 0.2
+    out, lse2 = torch.ops.ssast_fast.attention_fwd(q, k, v, scale)
+    ref_lse = torch.logsumexp((q.double() @ k.double().transpose(-2, -1)) * scale, dim=-1)
+    torch.testing.assert_close(lse2.double() * torch.log(torch.tensor(2.0, dtype=torch.float64)),
+                               ref_lse.cpu(), atol=1e-5, rtol=1e-5)
+
+    def grads(fn):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        fn(*leaves).backward(do)
+        return [t.grad for t in leaves]
+
+    g_op = grads(lambda a, b, c: torch.ops.ssast_fast.attention_fwd(a, b, c, scale)[0])
+    g_fn = grads(lambda a, b, c: A.FlashAttentionFunction.apply(a, b, c, scale))
+    for a, b in zip(g_op, g_fn):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# torch backends and dispatch
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "eager", "auto"])
+def test_torch_backends_vs_fp64(backend):
+    q, k, v, do = _inputs(2, 3, 50, 64, seed=1)
+    ref = _fwd_bwd("eager", torch.float64, q, k, v, do)
+    got = _fwd_bwd(backend, torch.float32, q, k, v, do)
+    for e in _max_err(got, ref):
+        assert e < 1e-5
+
+
+def test_auto_backend_resolution():
+    q = torch.randn(1, 1, 4, 64)
+    assert A.resolve_backend(q, "auto") == "sdpa"  # CPU tensors
+    assert A.resolve_backend(q, "eager") == "eager"
+    with pytest.raises(ValueError, match="unknown backend"):
+        A.resolve_backend(q, "flash")
+    # Unsupported head dims fall back to SDPA under "auto" and work.
+    x = torch.randn(1, 2, 5, 48)
+    torch.testing.assert_close(attention(x, x, x), A.attention_eager(x, x, x))
+
+
+def _bad(shape_q=(1, 2, 8, 32), shape_k=None, dtype=torch.float32, dtype_k=None):
+    q = torch.randn(shape_q).to(dtype)
+    k = torch.randn(shape_k or shape_q).to(dtype_k or dtype)
+    return q, k
+
+
+@pytest.mark.parametrize("case, exc, match", [
+    ("rank3", ValueError, "rank 4"),
+    ("shape", ValueError, "same shape"),
+    ("dtype_mismatch", TypeError, "share a dtype"),
+    ("int_dtype", TypeError, "floating-point"),
+    ("not_tensor", TypeError, "torch.Tensor"),
+    ("device", ValueError, "one device"),
+    ("scale_type", TypeError, "scale"),
+    ("scale_nan", ValueError, "finite"),
+    ("backend", ValueError, "unknown backend"),
+    ("triton_head_dim", ValueError, "head dim D=48"),
+    ("triton_float64", TypeError, "float64"),
+])
+def test_validation_errors(case, exc, match):
+    q = torch.randn(1, 2, 8, 32)
+    args, kwargs = (q, q, q), {}
+    if case == "rank3":
+        args = (q[0], q[0], q[0])
+    elif case == "shape":
+        args = (q, torch.randn(1, 2, 9, 32), q)
+    elif case == "dtype_mismatch":
+        args = (q, q.half(), q)
+    elif case == "int_dtype":
+        i = torch.ones(1, 2, 8, 32, dtype=torch.int32)
+        args = (i, i, i)
+    elif case == "not_tensor":
+        args = (q, q.numpy(), q)
+    elif case == "device":
+        args = (q, torch.empty(1, 2, 8, 32, device="meta"), q)
+    elif case == "scale_type":
+        kwargs = {"scale": "0.1"}
+    elif case == "scale_nan":
+        kwargs = {"scale": float("nan")}
+    elif case == "backend":
+        kwargs = {"backend": "flash"}
+    elif case == "triton_head_dim":
+        x = torch.randn(1, 2, 8, 48)
+        args, kwargs = (x, x, x), {"backend": "triton"}
+    elif case == "triton_float64":
+        x = q.double()
+        args, kwargs = (x, x, x), {"backend": "triton"}
+    with pytest.raises(exc, match=match):
+        attention(*args, **kwargs)
+
+
+@needs_triton
+def test_triton_backend_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(A, "TRITON_INTERPRET", False)
+    q = torch.randn(1, 2, 8, 32)
+    with pytest.raises(ValueError, match="CUDA tensors"):
+        attention(q, q, q, backend="triton")
+
+
+def test_import_and_torch_backends_without_triton():
+    code = (
+        "import sys, torch\n"
+        "sys.modules['triton'] = None\n"  # makes `import triton` raise ImportError
+        "sys.modules['triton.language'] = None\n"
+        "from ssast_fast.ops.attention import attention, HAS_TRITON, resolve_backend\n"
+        "assert not HAS_TRITON\n"
+        "q = torch.randn(1, 2, 5, 32)\n"
+        "assert resolve_backend(q) == 'sdpa'\n"
+        "attention(q, q, q)\n"
+        "try:\n"
+        "    attention(q, q, q, backend='triton')\n"
+        "except RuntimeError as e:\n"
+        "    assert 'triton' in str(e)\n"
+        "else:\n"
+        "    raise SystemExit('no error')\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=REPO, timeout=120)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Custom op and torch.compile
+# ---------------------------------------------------------------------------------------------
+
+
+@needs_kernel_device
+def test_opcheck_custom_ops():
+    q, k, v, do = (t.float().to(KERNEL_DEVICE) for t in _inputs(1, 2, 9, 32, seed=2))
+    qg, kg, vg = (t.clone().requires_grad_() for t in (q, k, v))
+    torch.library.opcheck(torch.ops.ssast_fast.attention_fwd.default, (qg, kg, vg, 0.25))
+    out, lse2 = torch.ops.ssast_fast.attention_fwd(q, k, v, 0.25)
+    torch.library.opcheck(torch.ops.ssast_fast.attention_bwd.default,
+                          (do, q, k, v, out, lse2, 0.25))
+
+
+@needs_kernel_device
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_torch_compile_fullgraph(dynamic):
+    """fullgraph=True: no graph break; aot_eager traces the forward and backward through the
+    fake kernels and runs the real ones."""
+    torch._dynamo.reset()
+    q, k, v, do = (t.float().to(KERNEL_DEVICE) for t in _inputs(2, 2, 21, 32, seed=4))
+
+    def block(q, k, v):
+        return attention(q * 1.5, k, v, backend="triton").relu()
+
+    def run(fn):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        out = fn(*leaves)
+        out.backward(do)
+        return [out.detach(), *(t.grad for t in leaves)]
+
+    compiled = torch.compile(block, fullgraph=True, backend="aot_eager", dynamic=dynamic)
+    for a, b in zip(run(compiled), run(block)):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiles for sm_90 (no GPU needed)
+# ---------------------------------------------------------------------------------------------
+
+
+@needs_triton
+def test_kernels_compile_for_sm90():
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(REPO)
+    res = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "ops" / "compile_sm90.py"), "--arch", "90",
+         "--dtypes", "float16,bfloat16,float32", "--head-dims", "64"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    assert "OK: 12 kernels compiled for sm_90" in res.stdout, res.stdout
+
+
+@needs_kernel_device
+@pytest.mark.slow
+def test_torch_compile_inductor_fullgraph():
+    """The default (inductor) backend also compiles around the op without graph breaks."""
+    torch._dynamo.reset()
+    q, k, v, do = (t.float().to(KERNEL_DEVICE) for t in _inputs(1, 2, 21, 32, seed=6))
+
+    def block(q, k, v):
+        return attention(q * 1.5, k, v, backend="triton").relu()
+
+    def run(fn):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        out = fn(*leaves)
+        out.backward(do)
+        return [out.detach(), *(t.grad for t in leaves)]
+
+    compiled = torch.compile(block, fullgraph=True)
+    for a, b in zip(run(compiled), run(block)):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
