@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set everything up (idempotent) and run the whole test suite: C++ unit tests, then pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+cmake -S . -B build/cmake -G Ninja >/dev/null
+cmake --build build/cmake >/dev/null
+ctest --test-dir build/cmake --output-on-failure
+python -m pytest tests -q "$@"

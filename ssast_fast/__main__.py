@@ -1,0 +1,3 @@
+from ssast_fast.cli import main
+
+raise SystemExit(main())
