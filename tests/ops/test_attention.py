@@ -328,3 +328,15 @@ def test_torch_compile_inductor_fullgraph():
     compiled = torch.compile(block, fullgraph=True)
     for a, b in zip(run(compiled), run(block)):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
+@needs_triton
+def test_gpu_suite_attention_sections_dry_run():
+    """benchmarks/gpu_suite.py's attention sections run end to end on CPU (interpreter)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    res = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_suite.py"), "--dry-run", "--only",
+         "attention/"], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    assert "attention/parity" in res.stdout and "attention/bench" in res.stdout
+    assert "all sections passed" in res.stdout

@@ -1,0 +1,341 @@
+"""Every GPU parity check and benchmark in one call, printed as tables.
+
+    python benchmarks/gpu_suite.py                 # all sections
+    python benchmarks/gpu_suite.py --list          # section names
+    python benchmarks/gpu_suite.py --only attention/parity --quick
+    python benchmarks/gpu_suite.py --json gpu_suite.json
+    python benchmarks/gpu_suite.py --dry-run       # no GPU: the plumbing on CPU, tiny sizes,
+                                                   # Triton in its interpreter (no timings)
+
+Without a CUDA device it prints a message and exits 0. Exit status 1 when a check failed.
+Do not set TRITON_INTERPRET (the kernels must be compiled for the GPU).
+
+Adding a section: write a function taking the parsed `args` and returning a `Table`, and
+register it with `@section("<op>/<what>", kind="check" | "bench")`. Checks count failing rows
+in `Table.failures`; benchmarks just report. Sections run in registration order, and one
+section raising does not stop the others. Use `DEVICE`, `sync()` and `time_ms()` rather than
+hard-coding "cuda", and shrink the work when `args.dry_run` is set, so `--dry-run` keeps
+exercising the section on a machine without a GPU.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the ssast_fast package (repo root)
+sys.path.insert(0, str(HERE))  # bench_<op>.py helpers
+
+import torch  # noqa: E402
+
+# ---------------------------------------------------------------------------------------------
+# Framework
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list] = field(default_factory=list)
+    failures: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Section:
+    name: str
+    kind: str  # "check" | "bench"
+    fn: Callable[[argparse.Namespace], Table]
+
+
+SECTIONS: list[Section] = []
+DEVICE = "cuda"  # "cpu" under --dry-run
+
+
+def section(name: str, kind: str):
+    assert kind in ("check", "bench"), kind
+
+    def register(fn):
+        SECTIONS.append(Section(name, kind, fn))
+        return fn
+
+    return register
+
+
+def sync() -> None:
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_ms(fn: Callable[[], object], warmup: int = 3, reps: int = 20,
+            setup: Callable[[], object] | None = None) -> float:
+    """Median time of fn() in ms after warm-up: CUDA events on the GPU (setup() runs outside
+    the timed region), perf_counter on the CPU (dry runs)."""
+    import time
+
+    for _ in range(warmup):
+        if setup:
+            setup()
+        fn()
+    sync()
+    times = []
+    for _ in range(reps):
+        if setup:
+            setup()
+        if DEVICE == "cuda":
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        if x == 0.0:
+            return "0"
+        if abs(x) >= 1e4 or abs(x) < 1e-2:
+            return f"{x:.2e}"
+        return f"{x:.3f}"
+    return str(x)
+
+
+def print_table(title: str, table: Table) -> None:
+    cells = [table.columns] + [[_fmt(c) for c in row] for row in table.rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(table.columns))]
+    line = "  ".join("-" * w for w in widths)
+    print(f"\n== {title} ==")
+    print("  ".join(c.ljust(w) for c, w in zip(table.columns, widths)))
+    print(line)
+    for row in cells[1:]:
+        print("  ".join(c.rjust(w) for c, w in zip(row, widths)))
+    for note in table.notes:
+        print(f"  note: {note}")
+    if table.failures:
+        print(f"  FAILED rows: {table.failures}")
+
+
+def environment() -> dict:
+    env = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+    }
+    try:
+        import triton
+
+        env["triton"] = triton.__version__
+    except ImportError:
+        env["triton"] = None
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        env["gpu"] = p.name
+        env["capability"] = f"{p.major}.{p.minor}"
+        env["gpu_memory_GiB"] = round(p.total_memory / 2**30, 1)
+    return env
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention (ssast_fast.ops.attention)
+# ---------------------------------------------------------------------------------------------
+
+_ATTN_FLOOR = {torch.float32: 1e-6, torch.float16: 1e-5, torch.bfloat16: 1e-4}
+
+
+def _attn_fwd_bwd(backend, dtype, q, k, v, do):
+    from ssast_fast.ops.attention import attention
+
+    leaves = [t.detach().clone().to(dtype).requires_grad_() for t in (q, k, v)]
+    out = attention(*leaves, backend=backend)
+    out.backward(do.to(dtype))
+    return [t.detach().double() for t in (out, *(x.grad for x in leaves))]
+
+
+@section("attention/parity", kind="check")
+def attention_parity(args) -> Table:
+    """Triton kernel vs float64 eager, forward and the three gradients, at the model's token
+    counts: pass when its max error <= 2x that of eager attention in the same dtype (+ floor)."""
+    table = Table(["dtype", "N", "D", "tensor", "err_triton", "err_eager", "err_sdpa",
+                   "triton/eager", "ok"])
+    cases = [(dt, n, 64) for dt in (torch.float16, torch.bfloat16, torch.float32)
+             for n in (130, 514, 602, 1214)]
+    cases += [(torch.bfloat16, 514, 32), (torch.bfloat16, 514, 128), (torch.float16, 602, 128)]
+    B, H = 2, 4
+    if args.quick:
+        cases = [c for c in cases if c[1] in (130, 602)]
+    if args.dry_run:  # interpreter: no bf16, tiny sizes
+        cases, B, H = [(torch.float32, 33, 32), (torch.float16, 70, 64)], 1, 2
+    prev_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 eager must be true fp32
+    try:
+        for dtype, N, D in cases:
+            g = torch.Generator(device=DEVICE).manual_seed(N * 1000 + D)
+            q, k, v, do = (torch.randn(B, H, N, D, generator=g, device=DEVICE,
+                                       dtype=torch.float64) for _ in range(4))
+            ref = _attn_fwd_bwd("eager", torch.float64, q, k, v, do)
+            errs = {}
+            for backend in ("triton", "eager", "sdpa"):
+                got = _attn_fwd_bwd(backend, dtype, q, k, v, do)
+                errs[backend] = [(a - r).abs().max().item() for a, r in zip(got, ref)]
+            for i, name in enumerate(("out", "dq", "dk", "dv")):
+                et, ee, es = errs["triton"][i], errs["eager"][i], errs["sdpa"][i]
+                ok = et <= 2 * ee + _ATTN_FLOOR[dtype]
+                table.failures += not ok
+                table.rows.append([str(dtype).replace("torch.", ""), N, D, name, et, ee, es,
+                                   et / ee if ee else float("inf"), "ok" if ok else "FAIL"])
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev_tf32
+    table.notes.append(f"B={B}, H={H}; errors are max |x - x_fp64| over the tensor")
+    return table
+
+
+@section("attention/bench", kind="bench")
+def attention_bench(args) -> Table:
+    """Forward and forward+backward time, B=24, H=12, D=64, for the Triton kernel, each SDPA
+    backend and eager; TFLOP/s with fwd = 4*B*H*N^2*D flops and bwd = 2.5x that."""
+    from bench_attention import BACKENDS, attn_flops, check_runs, make_inputs, make_step
+
+    from ssast_fast.ops import attention as A
+
+    B, H, D = 24, 12, 64
+    Ns = (514,) if args.quick else (514, 1214)
+    dtypes = (torch.bfloat16,) if args.quick else (torch.bfloat16, torch.float16)
+    if args.dry_run:
+        B, H, Ns, dtypes = 1, 2, (40,), (torch.float32,)
+    table = Table(["dtype", "N", "backend", "fwd_ms", "fwd_TFLOP/s", "fwd+bwd_ms",
+                   "fwd+bwd_TFLOP/s", "vs_best_sdpa"])
+    for dtype in dtypes:
+        for N in Ns:
+            results = {}
+            for name in BACKENDS:
+                q, k, v, do = make_inputs(B, H, N, D, dtype, DEVICE)
+                fwdbwd = make_step(name, q, k, v, do, bwd=True)
+                why = check_runs(fwdbwd)  # also triggers Triton autotuning
+                if why is not None:
+                    results[name] = why
+                    continue
+                fwd = make_step(name, q, k, v, do, bwd=False)
+
+                def fwd_nograd(fwd=fwd):
+                    with torch.no_grad():
+                        fwd()
+
+                def zero_grads(ts=(q, k, v)):
+                    for t in ts:
+                        t.grad = None
+
+                t_f = time_ms(fwd_nograd, reps=args.reps)
+                t_fb = time_ms(fwdbwd, reps=args.reps, setup=zero_grads)
+                results[name] = (t_f, t_fb)
+                del q, k, v, do
+                if DEVICE == "cuda":
+                    torch.cuda.empty_cache()
+            sdpa = {n: r for n, r in results.items() if n.startswith("sdpa")
+                    and not isinstance(r, str)}
+            best = min(r[1] for r in sdpa.values()) if sdpa else None
+            for name, res in results.items():
+                if isinstance(res, str):  # could not run: why
+                    table.rows.append([str(dtype).replace("torch.", ""), N, name, "-", "-", "-",
+                                       "-", f"n/a: {res[:60]}"])
+                    continue
+                t_f, t_fb = res
+                table.rows.append([
+                    str(dtype).replace("torch.", ""), N, name,
+                    t_f, attn_flops(B, H, N, D, bwd=False) / t_f / 1e9,
+                    t_fb, attn_flops(B, H, N, D, bwd=True) / t_fb / 1e9,
+                    f"{best / t_fb:.2f}x" if best else "-"])
+            if not isinstance(results.get("triton", ""), str):
+                picks = {k: getattr(getattr(A, f"_attn_{k}"), "best_config", None)
+                         for k in ("fwd", "bwd_dkdv", "bwd_dq")}
+                table.notes.append(f"{dtype} N={N} autotuned: "
+                                   + "; ".join(f"{k}: {v}" for k, v in picks.items()))
+    table.notes.append(f"B={B}, H={H}, D={D}; median of {args.reps} runs ({DEVICE} timer); "
+                       "vs_best_sdpa = best SDPA fwd+bwd time / this fwd+bwd time "
+                       "(target for triton: >= 1.0x)")
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--list", action="store_true", help="list the sections and exit")
+    ap.add_argument("--only", action="append", default=[],
+                    help="run sections whose name contains this (repeatable)")
+    ap.add_argument("--quick", action="store_true", help="fewer cases (smoke run)")
+    ap.add_argument("--reps", type=int, default=20, help="timed repetitions per benchmark")
+    ap.add_argument("--json", type=Path, help="also write every table to this JSON file")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="no GPU: run every section on CPU at tiny sizes with Triton's "
+                         "interpreter, to check the suite itself (numbers are meaningless)")
+    args = ap.parse_args(argv)
+    global DEVICE
+
+    if args.list:
+        for s in SECTIONS:
+            print(f"{s.name:30s} {s.kind:6s} {(s.fn.__doc__ or '').strip().splitlines()[0]}")
+        return 0
+    if args.dry_run:
+        DEVICE = "cpu"
+        args.reps = min(args.reps, 2)
+        # Must precede the first import of the kernels (sections import them lazily).
+        os.environ["TRITON_INTERPRET"] = "1"
+        if "ssast_fast.ops.attention" in sys.modules:
+            print("gpu_suite: --dry-run must set TRITON_INTERPRET before the kernels import")
+            return 2
+    elif os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        print("gpu_suite: unset TRITON_INTERPRET (the suite times compiled GPU kernels)")
+        return 2
+    elif not torch.cuda.is_available():
+        print("gpu_suite: no CUDA device available; nothing to run (GPU checks and benchmarks "
+              "are still to be measured on a GPU machine).")
+        return 0
+
+    env = environment()
+    print("gpu_suite: " + ", ".join(f"{k}={v}" for k, v in env.items()))
+    chosen = [s for s in SECTIONS if not args.only or any(o in s.name for o in args.only)]
+    report = {"environment": env, "sections": {}}
+    failed = []
+    for s in chosen:
+        try:
+            table = s.fn(args)
+        except Exception:  # noqa: BLE001 - report and go on with the other sections
+            tb = traceback.format_exc()
+            print(f"\n== {s.name} ({s.kind}) ==\n  ERROR\n{tb}")
+            report["sections"][s.name] = {"kind": s.kind, "error": tb}
+            failed.append(s.name)
+            continue
+        print_table(f"{s.name} ({s.kind})", table)
+        report["sections"][s.name] = {"kind": s.kind, "columns": table.columns,
+                                      "rows": table.rows, "failures": table.failures,
+                                      "notes": table.notes}
+        if table.failures:
+            failed.append(s.name)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1, default=str))
+    print("\ngpu_suite: " + (f"FAILED: {', '.join(failed)}" if failed else "all sections passed"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
