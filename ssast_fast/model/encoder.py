@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-ATTN_BACKENDS = ("auto", "eager", "sdpa", "triton")
+from ssast_fast.ops.attention import BACKENDS as ATTN_BACKENDS
+from ssast_fast.ops.attention import attention
 
 
 @dataclass(frozen=True)
@@ -42,18 +42,6 @@ def check_attn_backend(backend: str) -> str:
     return backend
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, backend: str) -> torch.Tensor:
-    """softmax(q k^T * scale) v for q, k, v [B, H, N, D] with the chosen backend."""
-    if backend == "eager":  # the reference's formulation, op for op
-        attn = (q @ k.transpose(-2, -1)) * scale
-        return attn.softmax(dim=-1) @ v
-    if backend == "sdpa" or (backend == "auto" and not q.is_cuda):
-        return F.scaled_dot_product_attention(q, k, v, scale=scale)
-    from ssast_fast.ops.attention import attention
-
-    return attention(q, k, v, scale=scale, backend="triton" if backend == "triton" else "auto")
-
-
 class PatchEmbed(nn.Module):
     """Conv2d patch projection: [B, 1, F, T] -> [B, f_dim * t_dim, dim] (frequency-major)."""
 
@@ -77,7 +65,7 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        out = attend(qkv[0], qkv[1], qkv[2], self.scale, self.backend)
+        out = attention(qkv[0], qkv[1], qkv[2], scale=self.scale, backend=self.backend)
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
 

@@ -174,3 +174,12 @@ def test_finetune_golden(case_id, task, attn_backend, tmp_path):
     check_encoder(enc["out"], meta["encoder_out"], z)
     logits.sum().backward()
     check_grads(model, meta, x.grad, z, task)
+
+
+def test_pretrain_golden_triton_attention():
+    """Triton attention (interpreter on CPU) through the whole model: the smallest pretraining case."""
+    test_pretrain_golden("pt_patch_f64_t128", "mpc", "triton", "ext")
+
+
+def test_finetune_golden_triton_attention(tmp_path):
+    test_finetune_golden("ft_patch_f64_interp_t256", "ft_avgtok", "triton", tmp_path)
