@@ -399,10 +399,12 @@ if HAS_TRITON:
              (64, 128, 4, 3)],
             [(64, 32, 4, 2), (32, 32, 4, 2), (64, 64, 8, 2)])
         _DKDV_CONFIGS = _cfgs(
-            [(32, 128, 8, 2), (64, 128, 8, 2), (32, 64, 4, 3), (64, 64, 4, 2), (16, 128, 8, 3)],
+            [(32, 128, 8, 2), (32, 128, 4, 3), (64, 128, 8, 2), (32, 64, 4, 3), (64, 64, 4, 2),
+             (16, 128, 8, 3)],
             [(32, 64, 4, 2), (16, 32, 4, 2), (32, 32, 4, 2)])
         _DQ_CONFIGS = _cfgs(
-            [(128, 32, 8, 2), (128, 64, 8, 2), (64, 32, 4, 3), (64, 64, 4, 2), (128, 16, 8, 3)],
+            [(128, 32, 8, 2), (128, 32, 4, 3), (128, 64, 8, 2), (64, 32, 4, 3), (64, 64, 4, 2),
+             (128, 16, 8, 3)],
             [(64, 32, 4, 2), (32, 16, 4, 2), (32, 32, 4, 2)])
         _PRE_BLOCK_M = 128
     else:
@@ -587,7 +589,7 @@ def _require_triton_runtime(q: torch.Tensor) -> None:
             "interpreter, or use backend='sdpa'/'eager'")
 
 
-def _validate(q, k, v) -> None:
+def _validate(q, k, v, same_dtype: bool = True) -> None:
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"attention: {name} must be a torch.Tensor, got {type(t).__name__}")
@@ -597,11 +599,12 @@ def _validate(q, k, v) -> None:
     if not (q.shape == k.shape == v.shape):
         raise ValueError("attention: q, k, v must have the same shape [B, H, N, D], got "
                          f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
-    if not (q.dtype == k.dtype == v.dtype):
+    if same_dtype and not (q.dtype == k.dtype == v.dtype):
         raise TypeError(
             f"attention: q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
-    if not q.dtype.is_floating_point:
-        raise TypeError(f"attention: floating-point inputs required, got {q.dtype}")
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not t.dtype.is_floating_point:
+            raise TypeError(f"attention: floating-point inputs required, {name} is {t.dtype}")
     if not (q.device == k.device == v.device):
         raise ValueError(
             f"attention: q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
@@ -616,6 +619,16 @@ def _validate_triton(q) -> None:
         raise ValueError(f"attention(backend='triton'): head dim D={D} is not supported "
                          f"(supported: {SUPPORTED_HEAD_DIMS})")
     _require_triton_runtime(q)
+
+
+def _autocast_dtype(q: torch.Tensor) -> Optional[torch.dtype]:
+    """The autocast dtype active for q's device type, or None."""
+    try:
+        if torch.is_autocast_enabled(q.device.type):
+            return torch.get_autocast_dtype(q.device.type)
+    except (RuntimeError, ValueError):  # device types without autocast
+        pass
+    return None
 
 
 def _resolve_scale(scale, D: int) -> float:
@@ -660,12 +673,18 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional
         backend: "auto" | "triton" | "sdpa" | "eager" (see the module docstring).
 
     Returns:
-        [B, H, N, D] in the input dtype (float32 accumulation on the Triton path).
+        [B, H, N, D] in the input dtype (float32 accumulation on the Triton path); under
+        ``torch.autocast`` in the autocast dtype (as SDPA).
     """
-    _validate(q, k, v)
+    # Under autocast, the inputs may differ in dtype: SDPA and eager's matmuls are autocast ops
+    # themselves; the Triton path casts to the autocast dtype as SDPA would.
+    amp_dtype = _autocast_dtype(q)
+    _validate(q, k, v, same_dtype=amp_dtype is None)
     scale = _resolve_scale(scale, q.shape[-1])
     which = resolve_backend(q, backend)
     if which == "triton":
+        if amp_dtype is not None:
+            q, k, v = (t.to(amp_dtype) for t in (q, k, v))
         _validate_triton(q)
         return FlashAttentionFunction.apply(q, k, v, scale)
     if which == "sdpa":

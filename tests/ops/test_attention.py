@@ -340,3 +340,18 @@ def test_gpu_suite_attention_sections_dry_run():
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     assert "attention/parity" in res.stdout and "attention/bench" in res.stdout
     assert "all sections passed" in res.stdout
+
+
+@needs_kernel_device
+def test_triton_under_autocast_casts_like_sdpa():
+    """Under autocast the Triton path runs in the autocast dtype (mixed input dtypes allowed)
+    and gradients reach the float32 leaves."""
+    q, k, v, do = (t.float().to(KERNEL_DEVICE) for t in _inputs(1, 2, 24, 32, seed=9))
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    with torch.autocast(KERNEL_DEVICE, dtype=torch.float16):
+        out = attention(leaves[0], leaves[1].half(), leaves[2], backend="triton")
+        ref = attention(q.half(), k.half(), v.half(), backend="triton")
+    assert out.dtype == torch.float16
+    torch.testing.assert_close(out, ref, atol=0, rtol=0)
+    out.backward(do.half())
+    assert all(t.grad is not None and t.grad.dtype == torch.float32 for t in leaves)
