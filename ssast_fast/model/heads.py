@@ -42,7 +42,8 @@ def infonce(targets: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 def _scores(targets: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-    return torch.bmm(targets.float(), pred.float().transpose(1, 2))  # [B, M, M]
+    with torch.autocast(targets.device.type, enabled=False):  # the loss stays float32 under autocast
+        return torch.bmm(targets.float(), pred.float().transpose(1, 2))  # [B, M, M]
 
 
 def _column_hits(scores: torch.Tensor) -> torch.Tensor:
