@@ -273,6 +273,117 @@ def attention_bench(args) -> Table:
 
 
 # ---------------------------------------------------------------------------------------------
+# InfoNCE (ssast_fast.ops.infonce)
+# ---------------------------------------------------------------------------------------------
+
+
+def _infonce_inputs(B, M, D, scale, seed):
+    """float64 targets ~ N(0, scale^2), pred ~ N(0, 1/D), [B, M, D] on DEVICE."""
+    g = torch.Generator(device=DEVICE).manual_seed(seed)
+    t = torch.randn(B, M, D, generator=g, device=DEVICE, dtype=torch.float64) * scale
+    p = torch.randn(B, M, D, generator=g, device=DEVICE, dtype=torch.float64) * D ** -0.5
+    return t, p
+
+
+def _infonce_fwd_bwd(backend, targets, pred):
+    """(nce, d pred) as float64; the torch backend computes in float64 for float64 inputs."""
+    from ssast_fast.ops.infonce import infonce
+
+    p = pred.detach().clone().requires_grad_()
+    _, nce = infonce(targets, p, backend=backend)
+    nce.backward()
+    return nce.detach().double(), p.grad.double()
+
+
+@section("infonce/parity", kind="check")
+def infonce_parity(args) -> Table:
+    """Triton InfoNCE at B=24, M=400, D=256 vs float64 and torch: nce and d pred within 2x the
+    error of torch in the same dtype (+ floor); column hits equal to torch's except where the
+    float64 column maximum is a near-tie (top-2 within 1e-4) or at the subnormal border."""
+    from ssast_fast.ops import infonce as I
+
+    table = Table(["dtype", "scale", "nce_err_triton", "nce_err_torch", "grad_err_triton",
+                   "grad_err_torch", "acc", "hit_flips", "unexplained", "ok"])
+    B, M, D = (2, 40, 32) if args.dry_run else (24, 400, 256)
+    dtypes = (torch.float32, torch.float16) if args.dry_run else (
+        torch.float32, torch.bfloat16, torch.float16)
+    prev_tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 torch must be true fp32
+    try:
+        for dtype in dtypes:
+            for scale in (1.0, 30.0):
+                t64, p64 = (x.to(dtype).double() for x in _infonce_inputs(B, M, D, scale, seed=M))
+                t, p = t64.to(dtype), p64.to(dtype)
+                nce64, g64 = _infonce_fwd_bwd("torch", t64, p64)
+                nce_tr, g_tr = _infonce_fwd_bwd("triton", t, p)
+                nce_th, g_th = _infonce_fwd_bwd("torch", t, p)
+                e_n = [abs(x - nce64).item() / abs(nce64).item() for x in (nce_tr, nce_th)]
+                e_g = [(x - g64).abs().max().item() for x in (g_tr, g_th)]
+                hits = I._launch(t, p, False)[1]
+                s32 = torch.bmm(t.float(), p.float().transpose(1, 2))
+                ref = torch.softmax(s32, -1).argmax(1) == torch.arange(M, device=DEVICE)
+                top2 = torch.softmax(torch.bmm(t64, p64.transpose(1, 2)), -1).topk(2, dim=1).values
+                ambiguous = ((top2[:, 0] - top2[:, 1]) <= 1e-4 * top2[:, 0]) | (
+                    (top2[:, 0] > 2.0 ** -151) & (top2[:, 0] < 2.0 ** -124))
+                flips = hits != ref
+                unexplained = int((flips & ~ambiguous).sum())
+                floor_g = 1e-6 * g64.abs().max().item()
+                ok = (e_n[0] <= 2 * e_n[1] + 1e-6 and e_g[0] <= 2 * e_g[1] + floor_g
+                      and unexplained == 0)
+                table.failures += not ok
+                table.rows.append([str(dtype).replace("torch.", ""), scale, *e_n, *e_g,
+                                   hits.float().mean().item(), int(flips.sum()), unexplained,
+                                   "ok" if ok else "FAIL"])
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = prev_tf32
+    table.notes.append(f"B={B}, M={M}, D={D}; targets ~ N(0, scale^2), pred ~ N(0, 1/D); "
+                       "nce_err relative, grad_err max |d pred - fp64|; hit_flips vs torch")
+    return table
+
+
+@section("infonce/bench", kind="bench")
+def infonce_bench(args) -> Table:
+    """InfoNCE forward + backward at B=24, M=400, D=256: the loss alone (torch batched vs
+    Triton) and heads + loss from the encoder output, C=768 (per-sample loops vs batched torch
+    vs batched with the Triton op)."""
+    from bench_infonce import CLS, make_inputs, make_step, zero_grads
+
+    from ssast_fast.model.heads import gather_rows
+    from ssast_fast.ops.infonce import infonce
+
+    B, M, P, C, D = (2, 40, 64, 64, 32) if args.dry_run else (24, 400, 512, 768, 256)
+    dtypes = (torch.float32,) if args.dry_run else (torch.float32, torch.bfloat16)
+    table = Table(["dtype", "what", "variant", "fwd+bwd_ms", "vs_torch_batched"])
+    for dtype in dtypes:
+        h, patches, idx, cpred = make_inputs(B, M, P, C, D, dtype, DEVICE)
+        with torch.no_grad():
+            pred = cpred(gather_rows(h, idx + CLS)).requires_grad_()
+        targets = gather_rows(patches, idx)
+
+        def loss_step(backend):
+            def step():
+                infonce(targets, pred, backend=backend)[1].backward()
+            return step
+
+        def clear():
+            pred.grad = None
+
+        times = {("loss", v): time_ms(loss_step(b), reps=args.reps, setup=clear)
+                 for v, b in (("batched", "torch"), ("fused", "triton"))}
+        for variant in ("loop", "batched", "fused"):
+            times[("heads+loss", variant)] = time_ms(
+                make_step(variant, h, patches, idx, cpred), reps=args.reps,
+                setup=lambda: zero_grads(h, cpred))
+        for (what, variant), ms in times.items():
+            table.rows.append([str(dtype).replace("torch.", ""), what, variant, ms,
+                               f"{times[(what, 'batched')] / ms:.2f}x"])
+        del h, patches, cpred, pred, targets
+    table.notes.append(f"B={B}, M={M} of P={P} patches, C={C}, D={D}; median of {args.reps} "
+                       f"runs ({DEVICE} timer); vs_torch_batched = batched time / this time")
+    return table
+
+
+# ---------------------------------------------------------------------------------------------
 # Driver
 # ---------------------------------------------------------------------------------------------
 

@@ -1,0 +1,384 @@
+"""SSAST's discriminative (InfoNCE) loss and accuracy: fused Triton kernels and the torch reference.
+
+Per sample b, with targets T_b [M, D] (masked input patches) and predictions P_b [M, D]::
+
+    S_b = T_b @ P_b^T                                   [M, M], float32
+    nce = -1/(B*M) * sum_b sum_i log_softmax(S_b, dim=-1)[i, i]
+    acc =  1/(B*M) * #{(b, j): argmax_i softmax(S_b, dim=-1)[i, j] == j}
+
+The accuracy normalises rows and takes the argmax down columns (the reference's rule, not the
+argmax of S); where softmax underflows to 0 the column ties and torch returns the first row.
+
+Backends of :func:`infonce`:
+
+``"torch"``   the readable reference (same math as ``ssast_fast.model.heads.infonce``), any
+              float dtype, differentiable in both inputs.
+``"triton"``  the fused kernels below (CUDA tensors; CPU tensors when ``TRITON_INTERPRET=1`` was
+              set before this module was imported); float32/float16/bfloat16, differentiable in
+              ``pred`` only (``targets`` must not require grad: the model detaches them).
+``"auto"``    ``"triton"`` for CUDA tensors when Triton is importable, else ``"torch"``.
+
+Triton path (S is never materialised beyond one [BLOCK_M, BLOCK_N] tile per program):
+
+* rows kernel, one program per (row block, b): loops over column blocks, S tile =
+  ``tl.dot(T_rows, P_cols^T)``, online logsumexp and the diagonal -> the row max ``m_i``, the
+  ``log l_i = lse_i - m_i`` [B, M] and the per-row loss ``lse_i - S_ii`` [B, M] (float32; lse is
+  kept as two numbers so that ``(S_ij - m_i) - log l_i`` is as exact as torch's softmax when
+  scores are large: one float32 lse of ~1e3 would carry an absolute error of ~1e-4);
+* columns kernel, one program per (column block, b): loops over row blocks, recomputes the S
+  tile, ``p = exp(S - lse_row)``, keeps a running column argmax (strict ``>`` across blocks,
+  first index within a block: the first maximal row wins, as in torch) -> hit [B, M]; and, when
+  ``pred`` needs a gradient, accumulates in the same pass
+
+      d nce / d S_ij = (p_ij - [i == j]) / (B*M),   d nce / d P_j = sum_i (d nce / d S_ij) T_i
+
+  stored in float32 [B, M, D]. The backward is then ``grad_nce * dP`` (Liger-Kernel's fused
+  linear cross entropy does the same): two passes over S in all, instead of three with a
+  separate backward kernel.
+
+Numerics: dots accumulate in float32; float32 inputs use IEEE float32 dots (torch's default, no
+TF32). For float16/bfloat16 inputs the probabilities entering ``p^T @ T`` are split into a high
+and a low half-precision part (two tensor-core dots), keeping ~16-22 bits of ``p - [i == j]``
+where a single rounding to the input dtype would add an error of the dtype's epsilon to every
+term. The column argmax compares ``exp(x)``, ``x = S_ij - lse_i``, with IEEE underflow
+emulated: below ``2^-125`` the value is rounded to a multiple of ``2^-149`` (the float32
+subnormal grid) by hand, so zeros, subnormals and ties come out as in torch's softmax however
+the GPU's ``exp`` treats subnormals (approximate ``ex2``, flush-to-zero).
+
+The launcher is the torch custom op ``ssast_fast::infonce_fwd`` with a fake kernel, wrapped by
+:class:`InfoNCEFunction`, so ``torch.compile(fullgraph=True)`` traces :func:`infonce`.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+
+import torch
+
+try:  # Triton is optional: without it only the torch backend exists.
+    import triton
+    import triton.language as tl
+
+    HAS_TRITON = True
+except ImportError:  # pragma: no cover - exercised only on machines without triton
+    triton = None
+    tl = None
+    HAS_TRITON = False
+
+__all__ = ["infonce", "infonce_torch", "InfoNCEFunction", "resolve_backend", "BACKENDS",
+           "HAS_TRITON", "TRITON_INTERPRET"]
+
+BACKENDS = ("auto", "triton", "torch")
+_TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_MAX_D = 1024  # one [BLOCK, D] tile per operand is kept on chip
+
+# Triton decides at decoration time whether @triton.jit builds an interpreted function.
+TRITON_INTERPRET: bool = HAS_TRITON and os.environ.get("TRITON_INTERPRET", "0").lower() in (
+    "1", "true", "on", "yes")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference
+# ---------------------------------------------------------------------------------------------
+
+
+def infonce_torch(targets: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference: targets, pred [B, M, D] -> (acc, nce), 0-d float32, computed in float32
+    (float64 stays float64). Same math as ``ssast_fast.model.heads.infonce``."""
+    B, M, _ = targets.shape
+    dtype = torch.float64 if pred.dtype == torch.float64 else torch.float32
+    scores = torch.bmm(targets.to(dtype), pred.to(dtype).transpose(1, 2))  # [B, M, M]
+    nce = -torch.diagonal(torch.log_softmax(scores, dim=-1), dim1=1, dim2=2).sum() / (B * M)
+    with torch.no_grad():
+        hits = torch.softmax(scores, dim=-1).argmax(dim=1) == torch.arange(M, device=scores.device)
+        acc = hits.sum().float() / (B * M)
+    return acc, nce
+
+
+# ---------------------------------------------------------------------------------------------
+# Triton kernels
+# ---------------------------------------------------------------------------------------------
+
+if HAS_TRITON:
+    _LOG_TINY = tl.constexpr(-125 * math.log(2))  # log(2^-125): below it p is rounded by hand
+    _LOG_2_149 = tl.constexpr(149 * math.log(2))
+    _2_POW_64 = tl.constexpr(2.0 ** 64)
+    _2_POW_M85 = tl.constexpr(2.0 ** -85)  # = 2^-149 (subnormal step) * 2^64
+
+    @triton.jit
+    def _infonce_rows_kernel(
+        T, P, ROWMAX, LOGSUM, LOSS,
+        stride_tb, stride_tm, stride_td,
+        stride_pb, stride_pm, stride_pd,
+        M,
+        D: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        DOT_PREC: tl.constexpr,
+    ):
+        """grid = (cdiv(M, BLOCK_M), B). With lse_i = logsumexp_j S_ij: ROWMAX[b, i] = max_j S_ij,
+        LOGSUM[b, i] = lse_i - ROWMAX, LOSS[b, i] = lse_i - S_ii (float32 [B, M], contiguous)."""
+        pid_m = tl.program_id(0)
+        b = tl.program_id(1).to(tl.int64)
+        rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_n = tl.arange(0, BLOCK_N)
+        offs_d = tl.arange(0, BLOCK_D)
+        row_ok = rows < M
+        d_ok = offs_d < D
+        t = tl.load(T + b * stride_tb + rows[:, None] * stride_tm + offs_d[None, :] * stride_td,
+                    mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+        m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+        diag = tl.zeros([BLOCK_M], dtype=tl.float32)
+        for start_n in range(0, M, BLOCK_N):
+            cols = start_n + offs_n
+            col_ok = cols < M
+            p = tl.load(P + b * stride_pb + cols[:, None] * stride_pm + offs_d[None, :] * stride_pd,
+                        mask=col_ok[:, None] & d_ok[None, :], other=0.0)
+            s = tl.dot(t, tl.trans(p), input_precision=DOT_PREC)  # [BLOCK_M, BLOCK_N]
+            s = tl.where(col_ok[None, :], s, float("-inf"))
+            diag += tl.sum(tl.where(rows[:, None] == cols[None, :], s, 0.0), 1)
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            l_i = l_i * tl.exp(m_i - m_new) + tl.sum(tl.exp(s - m_new[:, None]), 1)
+            m_i = m_new
+        log_l = tl.log(l_i)
+        tl.store(ROWMAX + b * M + rows, m_i, mask=row_ok)
+        tl.store(LOGSUM + b * M + rows, log_l, mask=row_ok)
+        tl.store(LOSS + b * M + rows, (m_i - diag) + log_l, mask=row_ok)
+
+    @triton.jit
+    def _infonce_cols_kernel(
+        T, P, ROWMAX, LOGSUM, HIT, DP,
+        stride_tb, stride_tm, stride_td,
+        stride_pb, stride_pm, stride_pd,
+        M, inv_n,
+        D: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        COMPUTE_GRAD: tl.constexpr, DOT_PREC: tl.constexpr,
+    ):
+        """grid = (cdiv(M, BLOCK_N), B). HIT[b, j] = (argmax_i softmax(S)[i, j] == j) (int8
+        [B, M]); with COMPUTE_GRAD, DP[b, j] = d nce / d P_j (float32 [B, M, D], contiguous)."""
+        pid_n = tl.program_id(0)
+        b = tl.program_id(1).to(tl.int64)
+        cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        offs_m = tl.arange(0, BLOCK_M)
+        offs_d = tl.arange(0, BLOCK_D)
+        col_ok = cols < M
+        d_ok = offs_d < D
+        p = tl.load(P + b * stride_pb + cols[:, None] * stride_pm + offs_d[None, :] * stride_pd,
+                    mask=col_ok[:, None] & d_ok[None, :], other=0.0)
+        best = tl.full([BLOCK_N], -1.0, dtype=tl.float32)
+        arg = tl.zeros([BLOCK_N], dtype=tl.int32)
+        acc = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+        for start_m in range(0, M, BLOCK_M):
+            rows = start_m + offs_m
+            row_ok = rows < M
+            t = tl.load(T + b * stride_tb + rows[:, None] * stride_tm + offs_d[None, :] * stride_td,
+                        mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+            m_i = tl.load(ROWMAX + b * M + rows, mask=row_ok, other=0.0)
+            log_l = tl.load(LOGSUM + b * M + rows, mask=row_ok, other=0.0)
+            s = tl.dot(t, tl.trans(p), input_precision=DOT_PREC)
+            x = (s - m_i[:, None]) - log_l[:, None]  # log p, as torch's log_softmax rounds it
+            x = tl.where(col_ok[None, :], x, float("-inf"))  # padded columns: p = 0
+            # Comparison key: p * 2^64 (normal floats only), with float32 underflow made exact:
+            # below 2^-125 p is rounded to the subnormal grid by hand, k = rint(p * 2^149).
+            k = tl.floor(tl.exp(tl.minimum(x, _LOG_TINY) + _LOG_2_149) + 0.5)
+            key = tl.where(x < _LOG_TINY, k * _2_POW_M85, tl.exp(x) * _2_POW_64)
+            key = tl.where(row_ok[:, None], key, -1.0)
+            blk_best, blk_arg = tl.max(key, 0, return_indices=True,
+                                       return_indices_tie_break_left=True)
+            better = blk_best > best
+            best = tl.where(better, blk_best, best)
+            arg = tl.where(better, blk_arg + start_m, arg)
+            if COMPUTE_GRAD:  # d nce / d S * (B*M), subtracting the diagonal before the dot
+                ds = tl.exp(x) - tl.where(rows[:, None] == cols[None, :], 1.0, 0.0)
+                ds = tl.where(row_ok[:, None], ds, 0.0)
+                if DOT_PREC == "ieee":
+                    acc = tl.dot(tl.trans(ds), t, acc, input_precision="ieee")
+                else:  # half inputs: ds = hi + lo, two dots keep ~2x the input's mantissa
+                    hi = ds.to(t.dtype)
+                    lo = (ds - hi.to(tl.float32)).to(t.dtype)
+                    acc = tl.dot(tl.trans(hi), t, acc)
+                    acc = tl.dot(tl.trans(lo), t, acc)
+        tl.store(HIT + b * M + cols, (arg == cols).to(tl.int8), mask=col_ok)
+        if COMPUTE_GRAD:
+            tl.store(DP + (b * M + cols[:, None]) * D + offs_d[None, :], acc * inv_n,
+                     mask=col_ok[:, None] & d_ok[None, :])
+
+    # -- launch configurations ----------------------------------------------------------------
+    # The interpreter runs one small config. On a GPU a short list per kernel (untuned: no GPU
+    # was available when this was written), half and float32 inputs with their own tiles.
+    def _cfgs(half, fp32):
+        out = []
+        for group, is_fp32 in ((half, False), (fp32, True)):
+            for bm, bn, w, s in group:
+                c = triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
+                c.ssast_fp32 = is_fp32
+                out.append(c)
+        return out
+
+    def _prune_by_precision(configs, named_args, **kwargs):
+        want_fp32 = {**named_args, **kwargs}.get("DOT_PREC") == "ieee"
+        return [c for c in configs if c.ssast_fp32 == want_fp32] or list(configs)
+
+    if TRITON_INTERPRET:
+        _ROWS_CONFIGS = _cfgs([(32, 32, 4, 1)], [])
+        _COLS_CONFIGS = _cfgs([(32, 32, 4, 1)], [])
+    else:
+        #                   (BLOCK_M, BLOCK_N, num_warps, num_stages)
+        _ROWS_CONFIGS = _cfgs([(64, 64, 4, 3), (64, 32, 4, 3), (32, 64, 4, 3), (128, 64, 8, 3)],
+                              [(32, 32, 4, 2), (64, 32, 4, 2), (32, 64, 8, 2)])
+        _COLS_CONFIGS = _cfgs([(64, 64, 8, 2), (32, 64, 4, 2), (64, 32, 4, 2), (32, 32, 4, 3)],
+                              [(32, 32, 4, 2), (16, 32, 4, 2), (32, 64, 8, 2)])
+
+    _PRUNE = None if TRITON_INTERPRET else {"early_config_prune": _prune_by_precision}
+    _infonce_rows = triton.autotune(_ROWS_CONFIGS, key=["M", "D", "DOT_PREC"],
+                                    prune_configs_by=_PRUNE)(_infonce_rows_kernel)
+    _infonce_cols = triton.autotune(_COLS_CONFIGS, key=["M", "D", "DOT_PREC", "COMPUTE_GRAD"],
+                                    prune_configs_by=_PRUNE)(_infonce_cols_kernel)
+
+    #: The raw @triton.jit kernels and their autotune configs (for the sm_90 compile check).
+    KERNELS = {"rows": _infonce_rows_kernel, "cols": _infonce_cols_kernel}
+    CONFIGS = {"rows": _ROWS_CONFIGS, "cols": _COLS_CONFIGS}
+else:  # pragma: no cover
+    KERNELS, CONFIGS = {}, {}
+
+
+def _launch(targets: torch.Tensor, pred: torch.Tensor, compute_grad: bool
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run both kernels: (loss_rows [B, M] f32 = lse_i - S_ii, hits [B, M] bool,
+    dpred [B, M, D] f32 = d nce / d pred, or an empty [0] tensor without compute_grad)."""
+    B, M, D = pred.shape
+    dev = pred.device
+    rowmax = torch.empty((B, M), dtype=torch.float32, device=dev)
+    logsum = torch.empty((B, M), dtype=torch.float32, device=dev)
+    loss = torch.empty((B, M), dtype=torch.float32, device=dev)
+    hits = torch.empty((B, M), dtype=torch.int8, device=dev)
+    dpred = torch.empty((B, M, D) if compute_grad else (0,), dtype=torch.float32, device=dev)
+    prec = "ieee" if pred.dtype == torch.float32 else "tf32"  # tf32: ignored for half inputs
+    block_d = max(16, triton.next_power_of_2(D))
+    ctx = torch.cuda.device(dev) if pred.is_cuda else contextlib.nullcontext()
+    with ctx:
+        _infonce_rows[lambda meta: (triton.cdiv(M, meta["BLOCK_M"]), B)](
+            targets, pred, rowmax, logsum, loss, *targets.stride(), *pred.stride(), M,
+            D=D, BLOCK_D=block_d, DOT_PREC=prec)
+        _infonce_cols[lambda meta: (triton.cdiv(M, meta["BLOCK_N"]), B)](
+            targets, pred, rowmax, logsum, hits, dpred, *targets.stride(), *pred.stride(), M,
+            1.0 / (B * M),
+            D=D, BLOCK_D=block_d, COMPUTE_GRAD=compute_grad, DOT_PREC=prec)
+    return loss, hits.bool(), dpred
+
+
+# ---------------------------------------------------------------------------------------------
+# Custom op (opaque to torch.compile, with a fake kernel) and the autograd.Function
+# ---------------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("ssast_fast::infonce_fwd", mutates_args=())
+def _infonce_fwd_op(targets: torch.Tensor, pred: torch.Tensor,
+                    compute_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(acc 0-d f32, nce 0-d f32, dpred [B, M, D] f32 = d nce / d pred, or [0] without
+    compute_grad)."""
+    _require_triton_runtime(pred)
+    B, M, _ = pred.shape
+    loss, hits, dpred = _launch(targets, pred, compute_grad)
+    return hits.sum().float() / (B * M), loss.sum() / (B * M), dpred
+
+
+@_infonce_fwd_op.register_fake
+def _(targets, pred, compute_grad):
+    scalar = pred.new_empty((), dtype=torch.float32)
+    shape = tuple(pred.shape) if compute_grad else (0,)
+    return scalar, scalar.clone(), pred.new_empty(shape, dtype=torch.float32)
+
+
+class InfoNCEFunction(torch.autograd.Function):
+    """(acc, nce) through the Triton kernels, differentiable in ``pred`` (acc has no gradient).
+
+    The forward computes d nce / d pred alongside the loss when pred needs it; the backward
+    scales it by the incoming gradient of nce."""
+
+    @staticmethod
+    def forward(ctx, targets: torch.Tensor, pred: torch.Tensor):
+        acc, nce, dpred = torch.ops.ssast_fast.infonce_fwd(targets, pred, ctx.needs_input_grad[1])
+        ctx.save_for_backward(dpred)
+        ctx.pred_dtype = pred.dtype
+        ctx.mark_non_differentiable(acc)
+        return acc, nce
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_acc, grad_nce):
+        (dpred,) = ctx.saved_tensors
+        return None, (grad_nce * dpred).to(ctx.pred_dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation and dispatch
+# ---------------------------------------------------------------------------------------------
+
+
+def _require_triton_runtime(t: torch.Tensor) -> None:
+    if not HAS_TRITON:
+        raise RuntimeError("infonce(backend='triton') needs the `triton` package, which is not "
+                           "installed")
+    if not t.is_cuda and not TRITON_INTERPRET:
+        raise ValueError(f"infonce(backend='triton') needs CUDA tensors (got device {t.device}); "
+                         "on CPU set TRITON_INTERPRET=1 before importing ssast_fast, or use "
+                         "backend='torch'")
+
+
+def _validate(targets: torch.Tensor, pred: torch.Tensor) -> None:
+    for name, t in (("targets", targets), ("pred", pred)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"infonce: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 3 or not t.dtype.is_floating_point:
+            raise ValueError(f"infonce: {name} must be a floating [B, M, D] tensor, got "
+                             f"{t.dtype} {tuple(t.shape)}")
+    if targets.shape != pred.shape or 0 in pred.shape:
+        raise ValueError(f"infonce: targets and pred must have one non-empty shape [B, M, D], got "
+                         f"{tuple(targets.shape)} and {tuple(pred.shape)}")
+    if targets.dtype != pred.dtype or targets.device != pred.device:
+        raise ValueError(f"infonce: targets and pred must share dtype and device, got "
+                         f"{targets.dtype}/{targets.device} and {pred.dtype}/{pred.device}")
+
+
+def _validate_triton(targets: torch.Tensor, pred: torch.Tensor) -> None:
+    if pred.dtype not in _TRITON_DTYPES:
+        raise TypeError(f"infonce(backend='triton'): dtype {pred.dtype} is not supported "
+                        "(float32, float16, bfloat16)")
+    if pred.shape[-1] > _MAX_D:
+        raise ValueError(f"infonce(backend='triton'): D={pred.shape[-1]} > {_MAX_D} is not "
+                         "supported")
+    if targets.requires_grad and torch.is_grad_enabled():
+        raise ValueError("infonce(backend='triton'): targets get no gradient; detach them (the "
+                         "model does) or use backend='torch'")
+    _require_triton_runtime(pred)
+
+
+def resolve_backend(pred: torch.Tensor, backend: str = "auto") -> str:
+    """The concrete backend ("triton" | "torch") that :func:`infonce` would use."""
+    if backend not in BACKENDS:
+        raise ValueError(f"infonce: unknown backend {backend!r}; choose one of {BACKENDS}")
+    if backend != "auto":
+        return backend
+    ok = HAS_TRITON and pred.is_cuda and not TRITON_INTERPRET and pred.dtype in _TRITON_DTYPES
+    return "triton" if ok and pred.shape[-1] <= _MAX_D else "torch"
+
+
+def infonce(targets: torch.Tensor, pred: torch.Tensor, backend: str = "auto"
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """SSAST's InfoNCE loss and column-argmax accuracy.
+
+    Args:
+        targets: [B, M, D] masked input patches (no gradient on the Triton path).
+        pred: [B, M, D] predictions (cpredlayer outputs), same dtype and device.
+        backend: "auto" | "triton" | "torch" (see the module docstring).
+
+    Returns:
+        (acc, nce): 0-d float32 tensors (float32 accumulation; nce differentiable in pred).
+    """
+    _validate(targets, pred)
+    if resolve_backend(pred, backend) == "torch":
+        return infonce_torch(targets, pred)
+    _validate_triton(targets, pred)
+    return InfoNCEFunction.apply(targets, pred)
+
