@@ -1,0 +1,227 @@
+"""Public fbank entry points: input checks, backend choice, batching.
+
+Backends (``backend=``):
+
+* ``"torch"``: :func:`ssast_fast.features.kaldi.fbank_torch`, any device, float32 or float64.
+* ``"cpp"``: the C++ kernel of ``ssast_fast._C`` (CPU tensors, float32 or float64).
+* ``"triton"``: the fused Triton kernel (CUDA tensors, or CPU under ``TRITON_INTERPRET=1``);
+  float32 in and out (float64 transform inside), power-of-two FFT sizes >= 256.
+* ``"auto"``: triton for CUDA float tensors below float64, torch for other CUDA tensors, cpp
+  on the CPU when the extension is built, torch otherwise.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Sequence
+
+import torch
+
+from ssast_fast import _ext
+from ssast_fast.features.kaldi import (FbankOptions, dither_noise, fbank_torch, feature_window,
+                                       mel_banks)
+
+BACKENDS = ("auto", "torch", "cpp", "triton")
+
+
+def _triton_module():
+    """The Triton backend module, or None when triton cannot be imported."""
+    try:
+        from ssast_fast.features import fbank_triton
+    except ImportError:
+        return None
+    return fbank_triton
+
+
+def _resolve_backend(backend: str, o: FbankOptions, device: torch.device, dtype: torch.dtype
+                     ) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        if device.type == "cuda":
+            tri = _triton_module()
+            ok = dtype != torch.float64 and tri is not None and tri.supports(o)
+            return "triton" if ok else "torch"
+        return "cpp" if device.type == "cpu" and _ext.available() else "torch"
+    if backend == "cpp":
+        if device.type != "cpu":
+            raise ValueError(f"backend 'cpp' needs a CPU tensor, got device {device}")
+        if not _ext.available():
+            raise RuntimeError("backend 'cpp' needs the compiled extension ssast_fast._C")
+    if backend == "triton":
+        if dtype == torch.float64:
+            raise ValueError("backend 'triton' computes in float32; use 'torch' for float64")
+        if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError(f"backend 'triton' needs a CUDA tensor, got device {device}")
+        if _triton_module() is None:
+            raise RuntimeError("backend 'triton' needs the triton package")
+        if not _triton_module().supports(o):
+            raise ValueError(f"backend 'triton' needs a power-of-two FFT size >= 256, got "
+                             f"{o.padded_window_size}; use 'torch'")
+    return backend
+
+
+def _compute_dtype(x: torch.Tensor, what: str) -> torch.dtype:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise ValueError(f"{what} must have a floating-point dtype, got {x.dtype} "
+                         "(convert integer PCM with e.g. x.float() / 32768)")
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+@functools.lru_cache(maxsize=32)
+def _plan(o: FbankOptions):
+    """The C++ FbankPlan for these options (float64 window, FFT plan, sparse mel weights)."""
+    return _ext.get().FbankPlan(
+        feature_window(o, torch.float64), mel_banks(o), o.window_shift, o.padded_window_size,
+        o.snip_edges, o.remove_dc_offset, float(o.preemphasis_coefficient), o.raw_energy,
+        float(o.energy_floor), o.use_energy, o.htk_compat, o.use_power, o.use_log_fbank)
+
+
+def _run(backend: str, o: FbankOptions, waves: torch.Tensor, lengths: torch.Tensor,
+         noise: torch.Tensor | None) -> torch.Tensor:
+    """[B, T] waves with valid lengths (each >= one window) -> [B, F_max, bins], zero tails."""
+    if backend == "cpp":
+        out, _ = _plan(o).forward(waves, lengths, noise)
+        return out
+    if backend == "triton":
+        return _triton_module().fbank_triton(waves, lengths, o, noise)
+    frames = [o.num_frames(int(n)) for n in lengths.tolist()]
+    out = waves.new_zeros((len(frames), max(frames), o.num_bins))
+    for b, (n, f) in enumerate(zip(lengths.tolist(), frames)):
+        out[b, :f] = fbank_torch(waves[b, :n], o, None if noise is None else noise[b, :f])
+    return out
+
+
+def _as_batch(waveforms: torch.Tensor | Sequence[torch.Tensor],
+              lengths: torch.Tensor | Sequence[int] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalize the batch input to ([B, T] tensor, int64 CPU lengths [B])."""
+    if isinstance(waveforms, torch.Tensor):
+        _compute_dtype(waveforms, "waveforms")
+        if waveforms.dim() != 2:
+            raise ValueError(f"waveforms must be [B, T] (or a list of 1-D tensors), "
+                             f"got shape {tuple(waveforms.shape)}")
+        b, t = waveforms.shape
+        if lengths is None:
+            lengths = torch.full((b,), t, dtype=torch.int64)
+        lengths = torch.as_tensor(lengths).to("cpu")
+        if lengths.shape != (b,) or lengths.is_floating_point():
+            raise ValueError(f"lengths must be {b} integers, got {lengths!r}")
+        lengths = lengths.long()
+        if ((lengths < 0) | (lengths > t)).any():
+            raise ValueError(f"lengths must lie in [0, {t}], got {lengths.tolist()}")
+        return waveforms, lengths
+    if lengths is not None:
+        raise ValueError("lengths is only for a [B, T] tensor; a list carries its own lengths")
+    clips = list(waveforms)
+    if not clips:
+        raise ValueError("waveforms is an empty list")
+    for i, c in enumerate(clips):
+        _compute_dtype(c, f"waveforms[{i}]")
+        if c.dim() != 1:
+            raise ValueError(f"waveforms[{i}] must be 1-D, got shape {tuple(c.shape)}")
+        if c.device != clips[0].device:
+            raise ValueError("all clips must be on one device")
+    dtype = functools.reduce(torch.promote_types, [c.dtype for c in clips])
+    lengths = torch.tensor([c.shape[0] for c in clips], dtype=torch.int64)
+    waves = clips[0].new_zeros((len(clips), int(lengths.max())), dtype=dtype)
+    for i, c in enumerate(clips):
+        waves[i, : c.shape[0]] = c
+    return waves, lengths
+
+
+def _check_finite(waves: torch.Tensor, lengths: torch.Tensor) -> None:
+    if bool(torch.isfinite(waves).all()):
+        return
+    valid = torch.arange(waves.shape[1], device=waves.device) < lengths.to(waves.device)[:, None]
+    bad = (~torch.isfinite(waves) & valid).any(1)
+    if bad.any():
+        raise ValueError(f"waveform contains NaN or Inf samples (clip {int(bad.nonzero()[0])})")
+
+
+def fbank_batch(waveforms: torch.Tensor | Sequence[torch.Tensor],
+                lengths: torch.Tensor | Sequence[int] | None = None, *, backend: str = "auto",
+                generator: torch.Generator | None = None, **kwargs
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Kaldi filterbanks of a batch of mono clips.
+
+    Args:
+        waveforms: [B, T] float tensor with ``lengths`` (valid samples per clip; default T),
+            or a list of 1-D float tensors.
+        backend: "auto" | "torch" | "cpp" | "triton" (module docstring).
+        generator: random source for ``dither`` (clip 0's frames are drawn first, so row i
+            equals ``fbank`` of clip i with the generator in the same state).
+        **kwargs: torchaudio.compliance.kaldi.fbank options (:class:`FbankOptions`);
+            ``channel`` does not apply.
+    Returns:
+        features [B, F_max, num_mel_bins + use_energy] (float64 for float64 input, float32
+        otherwise) with rows past ``num_frames[b]`` zero, and num_frames int64 [B] on the CPU.
+    """
+    o = FbankOptions(**kwargs)
+    waves, lengths = _as_batch(waveforms, lengths)
+    dtype = _compute_dtype(waves, "waveforms")
+    waves = waves.to(dtype)
+    backend = _resolve_backend(backend, o, waves.device, dtype)
+    for b, n in enumerate(lengths.tolist()):
+        try:
+            o.check_length(n)
+        except ValueError as e:
+            raise ValueError(f"clip {b}: {e}") from None
+    _check_finite(waves, lengths)
+    keep = [not o.too_short_for_min_duration(n) for n in lengths.tolist()]
+    frames = torch.tensor([o.num_frames(n) if k else 0 for n, k in zip(lengths.tolist(), keep)],
+                          dtype=torch.int64)
+    f_max = int(frames.max())
+    if f_max == 0:
+        return waves.new_zeros((waves.shape[0], 0, o.num_bins)), frames
+    noise = None
+    if o.dither != 0.0:
+        noise = waves.new_zeros((waves.shape[0], f_max, o.window_size))
+        for b, n in enumerate(lengths.tolist()):
+            if keep[b]:
+                noise[b, : frames[b]] = dither_noise(o, n, dtype, waves.device, generator)
+    if all(keep):
+        out = _run(backend, o, waves, lengths, noise)
+    else:  # clips shorter than min_duration give no frames
+        idx = torch.tensor(keep).nonzero().flatten()
+        sub = _run(backend, o, waves[idx.to(waves.device)], lengths[idx],
+                   None if noise is None else noise[idx.to(waves.device)])
+        out = waves.new_zeros((waves.shape[0], f_max, o.num_bins))
+        out[idx.to(waves.device)] = sub
+    if o.subtract_mean:
+        valid = (torch.arange(f_max) < frames[:, None]).to(out.device)[..., None]
+        mean = out.sum(1, keepdim=True) / frames.clamp_min(1).to(out.device)[:, None, None]
+        out = torch.where(valid, out - mean.to(out.dtype), out)
+    return out, frames
+
+
+def fbank(waveform: torch.Tensor, *, backend: str = "auto",
+          generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
+    """``torchaudio.compliance.kaldi.fbank`` with the same keyword names, defaults, numbers.
+
+    Args:
+        waveform: [T] or [C, T] float tensor; channel ``max(channel, 0)`` is used, as in
+            torchaudio. float16/bfloat16 are computed in float32.
+        backend: "auto" | "torch" | "cpp" | "triton" (module docstring).
+        generator: random source for ``dither``.
+        **kwargs: the torchaudio options (:class:`FbankOptions`).
+    Returns:
+        [frames, num_mel_bins + use_energy] log-mel energies (natural log), float64 for
+        float64 input, float32 otherwise. A clip shorter than ``min_duration`` gives 0 frames.
+    Raises:
+        ValueError: bad options or input, or fewer samples than one window.
+    """
+    o = FbankOptions(**kwargs)
+    _compute_dtype(waveform, "waveform")
+    if waveform.dim() == 1:
+        waveform = waveform[None]
+    if waveform.dim() != 2:
+        raise ValueError(f"waveform must be [T] or [C, T], got shape {tuple(waveform.shape)}")
+    channel = max(o.channel, 0)
+    if channel >= waveform.shape[0]:
+        raise ValueError(f"channel {o.channel} out of range for {waveform.shape[0]} channel(s)")
+    kwargs.pop("channel", None)
+    out, frames = fbank_batch(waveform[channel][None], backend=backend, generator=generator,
+                              **kwargs)
+    return out[0, : int(frames[0])]
