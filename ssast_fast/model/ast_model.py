@@ -11,13 +11,17 @@ from torch import nn
 
 from ssast_fast.checkpoint import StateDictSource, load_reference
 from ssast_fast.masking.exact import batch_masks
+from ssast_fast.masking.fast import sample_masks
 from ssast_fast.model.encoder import VisionTransformer, check_attn_backend, size_spec
-from ssast_fast.model.heads import column_hits, gather_rows, infonce, masked_mse, replace_masked
+from ssast_fast.model.heads import column_hits, gather_rows, masked_mse, replace_masked
 from ssast_fast.model.pos_embed import adapt_pos_embed, conv_out
+from ssast_fast.ops.infonce import BACKENDS as HEADS_BACKENDS
+from ssast_fast.ops.infonce import infonce
 
 FINETUNE_TASKS = ("ft_avgtok", "ft_cls")
 PRETRAIN_TASKS = ("pretrain_mpc", "pretrain_mpg", "visualize_mask")
 TASKS = FINETUNE_TASKS + PRETRAIN_TASKS
+MASK_MODES = ("reference", "fast")
 _OPTIONAL_V_KEYS = ("head.weight", "head.bias", "head_dist.weight", "head_dist.bias")  # never used
 
 
@@ -44,7 +48,11 @@ class ASTModel(nn.Module):
     """SSAST Audio Spectrogram Transformer (reference-compatible constructor and forward).
 
     ``pretrain_stage=True`` builds the pretraining model (mask embedding, ``cpredlayer``,
-    ``gpredlayer``; stride must equal the patch shape). ``pretrain_stage=False`` builds a
+    ``gpredlayer``; stride must equal the patch shape). ``mask_mode="reference"`` draws masks
+    from Python's ``random`` exactly as the reference (bit-exact); ``"fast"`` samples them
+    batched on the input's device from torch's RNG, with the reference's distribution.
+    ``attn_backend`` picks the attention kernel and ``heads_backend`` ("auto" | "torch" |
+    "triton") the InfoNCE loss (``ssast_fast.ops``); "auto" uses Triton on CUDA. ``pretrain_stage=False`` builds a
     fine-tuning model from a pretraining checkpoint (path of a reference DataParallel file, a
     file without ``module.`` prefixes, or an in-memory state dict), adapting the patch stride and
     positional embedding like the reference, with a new ``mlp_head``.
@@ -59,13 +67,19 @@ class ASTModel(nn.Module):
     def __init__(self, label_dim: int = 527, fshape: int = 128, tshape: int = 2, fstride: int = 128,
                  tstride: int = 2, input_fdim: int = 128, input_tdim: int = 1024, model_size: str = "base",
                  pretrain_stage: bool = True, load_pretrained_mdl_path: StateDictSource | None = None,
-                 *, attn_backend: str = "auto"):
+                 *, attn_backend: str = "auto", mask_mode: str = "reference", heads_backend: str = "auto"):
         super().__init__()
         for name, v in (("label_dim", label_dim), ("fshape", fshape), ("tshape", tshape), ("fstride", fstride),
                         ("tstride", tstride), ("input_fdim", input_fdim), ("input_tdim", input_tdim)):
             _positive_int(name, v)
         spec = size_spec(model_size)
         check_attn_backend(attn_backend)
+        if mask_mode not in MASK_MODES:
+            raise ValueError(f"ASTModel: mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
+        self.mask_mode = mask_mode
+        if heads_backend not in HEADS_BACKENDS:
+            raise ValueError(f"ASTModel: heads_backend must be one of {HEADS_BACKENDS}, got {heads_backend!r}")
+        self.heads_backend = heads_backend
         self.model_size = model_size
         self.pretrain_stage = bool(pretrain_stage)
         self.fshape, self.tshape, self.fstride, self.tstride = fshape, tshape, fstride, tstride
@@ -167,12 +181,16 @@ class ASTModel(nn.Module):
                     device: torch.device) -> torch.Tensor:
         if mask_index is None:
             self._check_mask_patch(mask_patch, cluster)
+            if self.mask_mode == "fast":
+                return sample_masks(batch, self.num_patches, mask_patch, self.t_dim, cluster, device=device)
             return batch_masks(batch, self.num_patches, mask_patch, self.t_dim, cluster).to(device)
         if not isinstance(mask_index, torch.Tensor) or mask_index.dtype not in (torch.int64, torch.int32):
             raise TypeError("ASTModel: mask_index must be an int64 (or int32) tensor [batch, mask_patch]")
         if mask_index.dim() != 2 or mask_index.shape[0] != batch or mask_index.shape[1] < 1:
             raise ValueError(f"ASTModel: mask_index must have shape [{batch}, mask_patch], got {tuple(mask_index.shape)}")
         idx = mask_index.to(device=device, dtype=torch.long)
+        if torch.compiler.is_compiling():  # value checks need host syncs; eager calls run them
+            return idx
         if int(idx.min()) < 0 or int(idx.max()) >= self.num_patches:
             raise ValueError(f"ASTModel: mask_index values must be in [0, {self.num_patches})")
         srt = idx.sort(dim=1).values
@@ -204,44 +222,76 @@ class ASTModel(nn.Module):
             h = self.v.encode(self.v.patch_embed(img))
             pooled = (h[:, 0] + h[:, 1]) / 2 if self.cls_token_num == 2 else h[:, 0]
             return self.mlp_head(pooled)
+        if task == "visualize_mask":
+            return self._visualize(img, mask_patch, cluster, mask_index)
+        idx = self._mask_index(img.shape[0], mask_patch, cluster, mask_index, img.device)
         if task == "pretrain_mpg":
-            return self._mpg(img, mask_patch, cluster, mask_index)
-        if task == "pretrain_mpc":
-            return self._mpc(img, mask_patch, cluster, mask_index)[:2]
-        return self._visualize(img, mask_patch, cluster, mask_index)
+            return self._mpg(img, idx)
+        return self._mpc(img, idx)[:2]
 
-    def pretrain_joint(self, x: torch.Tensor, mask_patch: int = 400, cluster: bool = True
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One joint pretraining step's losses as the reference loop computes them.
+    def pretrain_joint(self, x: torch.Tensor, mask_patch: int = 400, cluster: bool = True,
+                       shared_mask: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The joint pretraining losses (acc, nce, mse); the training loss is ``nce + 10 * mse``.
 
-        Two encoder passes, each with its own mask draw: (acc, nce) from mpc, then mse from mpg.
-        The training loss is ``nce + 10 * mse``.
+        ``shared_mask=False`` is the reference loop: an mpc pass, then an mpg pass with its own
+        mask draw (both draws happen first; nothing else touches the RNG in between, so the
+        masks are the reference's). ``shared_mask=True`` is a documented deviation: one draw
+        and one encoder pass feed both heads (half the encoder work).
         """
-        acc, nce = self(x, "pretrain_mpc", cluster=cluster, mask_patch=mask_patch)
-        mse = self(x, "pretrain_mpg", cluster=cluster, mask_patch=mask_patch)
-        return acc, nce, mse
+        img = self._require_pretrain(x)
+        mpc_idx = self._mask_index(img.shape[0], mask_patch, cluster, None, img.device)
+        mpg_idx = None if shared_mask else self._mask_index(img.shape[0], mask_patch, cluster, None, img.device)
+        return self._joint(img, mpc_idx, mpg_idx)
+
+    def joint_losses(self, x: torch.Tensor, mpc_index: torch.Tensor, mpg_index: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(acc, nce, mse) for explicit masks [B, M]; ``mpg_index=None`` shares one pass.
+
+        Pure tensor code with no host sync under ``torch.compile`` (compile this, and draw the
+        masks outside: ``ssast_fast.masking.sample_masks``).
+        """
+        img = self._require_pretrain(x)
+        mpc_idx = self._mask_index(img.shape[0], 0, True, mpc_index, img.device)
+        mpg_idx = None if mpg_index is None else self._mask_index(img.shape[0], 0, True, mpg_index, img.device)
+        return self._joint(img, mpc_idx, mpg_idx)
+
+    def _require_pretrain(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.pretrain_stage:
+            raise ValueError("ASTModel: joint pretraining needs a pretraining model (pretrain_stage=True)")
+        return self._image(x)
+
+    def _joint(self, img: torch.Tensor, mpc_idx: torch.Tensor, mpg_idx: torch.Tensor | None):
+        if mpg_idx is None:
+            out = self._encode_masked(img, mpc_idx)
+            patches = gather_rows(self._patches(img), mpc_idx)
+            acc, nce = self._infonce(patches.detach(), self.cpredlayer(out))
+            return acc, nce, masked_mse(self.gpredlayer(out), patches)
+        acc, nce = self._mpc(img, mpc_idx)[:2]
+        return acc, nce, self._mpg(img, mpg_idx)
 
     def _patches(self, img: torch.Tensor) -> torch.Tensor:
         """[B, 1, F, T] -> unfolded input patches [B, P, fshape * tshape] (frequency-major)."""
         return F.unfold(img, kernel_size=(self.fshape, self.tshape), stride=(self.fstride, self.tstride)).transpose(1, 2)
 
-    def _encode_masked(self, img: torch.Tensor, mask_patch: int, cluster: bool,
-                       mask_index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Masked encoder pass -> (outputs at masked positions [B, M, C], mask_index [B, M])."""
-        idx = self._mask_index(img.shape[0], mask_patch, cluster, mask_index, img.device)
+    def _encode_masked(self, img: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Masked encoder pass with idx [B, M] -> outputs at the masked positions [B, M, C]."""
         patches = replace_masked(self.v.patch_embed(img), idx, self.mask_embed)
         h = self.v.encode(patches)
-        return gather_rows(h, idx + self.cls_token_num), idx
+        return gather_rows(h, idx + self.cls_token_num)
 
-    def _mpc(self, img, mask_patch, cluster, mask_index):
-        out, idx = self._encode_masked(img, mask_patch, cluster, mask_index)
+    def _mpc(self, img, idx):
+        out = self._encode_masked(img, idx)
         targets = gather_rows(self._patches(img).detach(), idx)
         pred = self.cpredlayer(out)
-        acc, nce = infonce(targets, pred)
+        acc, nce = self._infonce(targets, pred)
         return acc, nce, targets, pred, idx
 
-    def _mpg(self, img, mask_patch, cluster, mask_index):
-        out, idx = self._encode_masked(img, mask_patch, cluster, mask_index)
+    def _infonce(self, targets: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # float32 scores whatever the autocast dtype of pred, as the reference's fp32 buffers
+        return infonce(targets.float(), pred.float(), backend=self.heads_backend)
+
+    def _mpg(self, img, idx):
+        out = self._encode_masked(img, idx)
         # The reference does not detach the generative target: d mse / d x flows through it too.
         return masked_mse(self.gpredlayer(out), gather_rows(self._patches(img), idx))
 
@@ -249,7 +299,7 @@ class ASTModel(nn.Module):
     def _visualize(self, img, mask_patch, cluster, mask_index):
         if img.shape[0] != 1:
             raise ValueError(f"ASTModel: visualize_mask takes a batch of one spectrogram, got {img.shape[0]}")
-        _, _, targets, pred, idx = self._mpc(img, mask_patch, cluster, mask_index)
+        _, _, targets, pred, idx = self._mpc(img, self._mask_index(1, mask_patch, cluster, mask_index, img.device))
         hits = column_hits(targets, pred)[0]
         patches = self._patches(img)
         shown, masked = patches.clone(), patches.clone()

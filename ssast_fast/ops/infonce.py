@@ -11,7 +11,7 @@ argmax of S); where softmax underflows to 0 the column ties and torch returns th
 
 Backends of :func:`infonce`:
 
-``"torch"``   the readable reference (same math as ``ssast_fast.model.heads.infonce``), any
+``"torch"``   the readable reference, any
               float dtype, differentiable in both inputs.
 ``"triton"``  the fused kernels below (CUDA tensors; CPU tensors when ``TRITON_INTERPRET=1`` was
               set before this module was imported); float32/float16/bfloat16, differentiable in
@@ -85,10 +85,11 @@ TRITON_INTERPRET: bool = HAS_TRITON and os.environ.get("TRITON_INTERPRET", "0").
 
 def infonce_torch(targets: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference: targets, pred [B, M, D] -> (acc, nce), 0-d float32, computed in float32
-    (float64 stays float64). Same math as ``ssast_fast.model.heads.infonce``."""
+    (float64 stays float64), also under autocast. The readable form of the reference's per-sample loop."""
     B, M, _ = targets.shape
     dtype = torch.float64 if pred.dtype == torch.float64 else torch.float32
-    scores = torch.bmm(targets.to(dtype), pred.to(dtype).transpose(1, 2))  # [B, M, M]
+    with torch.autocast(pred.device.type, enabled=False):  # the loss stays float32 under autocast
+        scores = torch.bmm(targets.to(dtype), pred.to(dtype).transpose(1, 2))  # [B, M, M]
     nce = -torch.diagonal(torch.log_softmax(scores, dim=-1), dim1=1, dim2=2).sum() / (B * M)
     with torch.no_grad():
         hits = torch.softmax(scores, dim=-1).argmax(dim=1) == torch.arange(M, device=scores.device)

@@ -30,9 +30,9 @@ def tensors(sd):
     return {k: torch.from_numpy(np.array(v)) for k, v in sd.items()}
 
 
-def pretrain_model(case_id, attn_backend):
+def pretrain_model(case_id, attn_backend, heads_backend="auto"):
     ctor = MAN["cases"][case_id]["spec"]["ctor"]
-    model = ASTModel(**ctor, attn_backend=attn_backend)
+    model = ASTModel(**ctor, attn_backend=attn_backend, heads_backend=heads_backend)
     model.load_state_dict(tensors(state_dict(case_id)), strict=True)
     return model
 
@@ -93,11 +93,11 @@ def check_encoder(enc, meta, z):
 @pytest.mark.parametrize("attn_backend", ["eager", "sdpa"])
 @pytest.mark.parametrize("task", ["mpc", "mpg"])
 @pytest.mark.parametrize("case_id", PT_CASES)
-def test_pretrain_golden(case_id, task, attn_backend, ext_path):
+def test_pretrain_golden(case_id, task, attn_backend, ext_path, heads_backend="auto"):
     case, z = MAN["cases"][case_id], npz(case_id)
     meta = case["tasks"][task]
     call = meta["forward_call"]
-    model = pretrain_model(case_id, attn_backend)
+    model = pretrain_model(case_id, attn_backend, heads_backend)
     enc = capture_encoder(model)
     x = torch.from_numpy(z["x"]).requires_grad_(True)
 
@@ -176,9 +176,13 @@ def test_finetune_golden(case_id, task, attn_backend, tmp_path):
     check_grads(model, meta, x.grad, z, task)
 
 
-def test_pretrain_golden_triton_attention():
-    """Triton attention (interpreter on CPU) through the whole model: the smallest pretraining case."""
-    test_pretrain_golden("pt_patch_f64_t128", "mpc", "triton", "ext")
+def test_pretrain_golden_triton_kernels():
+    """Triton attention and InfoNCE (interpreter on CPU) through the model: the smallest case."""
+    test_pretrain_golden("pt_patch_f64_t128", "mpc", "triton", "ext", heads_backend="triton")
+
+
+def test_pretrain_golden_triton_heads_full_gradients():
+    test_pretrain_golden("pt_patch_t256", "mpc", "sdpa", "ext", heads_backend="triton")
 
 
 def test_finetune_golden_triton_attention(tmp_path):
