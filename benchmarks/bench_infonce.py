@@ -56,12 +56,10 @@ def heads_loop(h, patches, idx, cpred):
     return correct / (B * M), nce / (-1.0 * B * M)
 
 
-def heads_batched(h, patches, idx, cpred, backend=None):
-    """Batched gathers + cpredlayer; InfoNCE from heads.py (backend None) or the op."""
+def heads_batched(h, patches, idx, cpred, backend="torch"):
+    """Batched gathers + cpredlayer + the InfoNCE op (torch reference or fused Triton)."""
     pred = cpred(heads.gather_rows(h, idx + CLS))
     targets = heads.gather_rows(patches, idx)
-    if backend is None:
-        return heads.infonce(targets, pred)
     return infonce(targets, pred, backend=backend)
 
 
@@ -72,7 +70,7 @@ def make_step(variant: str, h, patches, idx, cpred):
             acc, nce = heads_loop(h, patches, idx, cpred)
         else:
             acc, nce = heads_batched(h, patches, idx, cpred,
-                                     backend="triton" if variant == "fused" else None)
+                                     backend="triton" if variant == "fused" else "torch")
         nce.backward()
         return acc, nce
 
