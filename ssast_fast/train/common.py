@@ -1,0 +1,398 @@
+"""Pieces the pretraining and fine-tuning loops share: model and data set-up, the step input,
+precision, logging (JSONL + CSV), plots, checkpoints and the end summary."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import math
+import os
+import random
+import time
+from argparse import Namespace
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ssast_fast.checkpoint import (atomic_torch_save, is_training_checkpoint, load_reference,
+                                   load_training_checkpoint, save_reference, save_training_checkpoint)
+from ssast_fast.data import AudioDataset, LabelMap, add_noise, collate, load_label_csv
+from ssast_fast.train.distributed import DistInfo
+
+log = logging.getLogger("ssast_fast.train")
+
+# Keys of the config that fix the model and data shapes; a resume with other values is refused.
+SHAPE_KEYS = ("task", "fshape", "tshape", "fstride", "tstride", "num_mel_bins", "target_length", "model_size", "n_class")
+
+
+# ---- model ---------------------------------------------------------------------------------------
+def model_options(args: Namespace) -> dict:
+    """ASTModel keyword-only options from the run config (attention backend, mask mode)."""
+    mode = getattr(args, "mask_mode", "reference")
+    if mode == "fast":
+        try:
+            import ssast_fast.masking.fast  # noqa: F401
+        except ImportError:
+            log.warning("mask mode 'fast' is not available in this build; using 'reference'")
+            mode = "reference"
+    return {"attn_backend": getattr(args, "attn_backend", "auto"), "mask_mode": mode}
+
+
+def build_pretrain_model(args: Namespace) -> nn.Module:
+    """Pretraining ASTModel: stride = patch shape (no overlap), input [target_length, num_mel_bins]."""
+    from ssast_fast import ASTModel
+
+    return ASTModel(fshape=args.fshape, tshape=args.tshape, fstride=args.fshape, tstride=args.tshape,
+                    input_fdim=args.num_mel_bins, input_tdim=args.target_length, model_size=args.model_size,
+                    pretrain_stage=True, **model_options(args))
+
+
+def load_weights(path_or_sd) -> dict[str, torch.Tensor]:
+    """State dict from a training checkpoint, a reference-format file or a mapping (prefixes stripped)."""
+    if isinstance(path_or_sd, (str, os.PathLike)) and is_training_checkpoint(path_or_sd):
+        return load_reference(load_training_checkpoint(path_or_sd)["model"])
+    return load_reference(path_or_sd)
+
+
+def build_finetune_model(args: Namespace, pretrained) -> nn.Module:
+    """Fine-tuning ASTModel built from pretrained weights (path in any format, or a mapping)."""
+    from ssast_fast import ASTModel
+
+    if pretrained is None:
+        raise ValueError("fine-tuning needs --pretrained_mdl_path (a pretraining checkpoint)")
+    return ASTModel(label_dim=args.n_class, fshape=args.fshape, tshape=args.tshape, fstride=args.fstride,
+                    tstride=args.tstride, input_fdim=args.num_mel_bins, input_tdim=args.target_length,
+                    model_size=args.model_size, pretrain_stage=False, load_pretrained_mdl_path=load_weights(pretrained),
+                    **model_options(args))
+
+
+def model_from_weights(sd: dict[str, torch.Tensor], args: Namespace) -> nn.Module:
+    """Rebuild a model (pretraining or fine-tuned) around a saved state dict.
+
+    Patch shape comes from ``v.patch_embed.proj.weight``; a pretraining state dict gives its input
+    size (``p_input_*``); a fine-tuned one takes strides and input size from ``args`` and its class
+    count from ``mlp_head``. The fine-tuning model is built from a throw-away pretraining skeleton,
+    then the saved weights replace everything.
+    """
+    from ssast_fast import ASTModel
+
+    fshape, tshape = sd["v.patch_embed.proj.weight"].shape[-2:]
+    size = _model_size(sd)
+    opts = model_options(args)
+    if "mlp_head.1.weight" not in sd:
+        m = ASTModel(fshape=int(fshape), tshape=int(tshape), fstride=int(fshape), tstride=int(tshape),
+                     input_fdim=int(sd["p_input_fdim"]), input_tdim=int(sd["p_input_tdim"]), model_size=size,
+                     pretrain_stage=True, **opts)
+    else:
+        skel = ASTModel(fshape=int(fshape), tshape=int(tshape), fstride=int(fshape), tstride=int(tshape),
+                        input_fdim=args.num_mel_bins, input_tdim=args.target_length, model_size=size,
+                        pretrain_stage=True, attn_backend="eager")
+        m = ASTModel(label_dim=int(sd["mlp_head.1.weight"].shape[0]), fshape=int(fshape), tshape=int(tshape),
+                     fstride=args.fstride, tstride=args.tstride, input_fdim=args.num_mel_bins,
+                     input_tdim=args.target_length, model_size=size, pretrain_stage=False,
+                     load_pretrained_mdl_path=skel.state_dict(), **opts)
+    m.load_state_dict(sd)
+    return m
+
+
+def _model_size(sd: dict[str, torch.Tensor]) -> str:
+    dim = sd["v.pos_embed"].shape[-1]
+    sizes = {192: "tiny", 384: "small", 768: "base"}
+    if dim not in sizes:
+        raise ValueError(f"cannot tell the model size from embedding width {dim}")
+    return "base_nokd" if dim == 768 and "v.dist_token" not in sd else sizes[dim]
+
+
+class TaskModule(nn.Module):
+    """Calls one task of the wrapped ASTModel from ``forward`` (so DDP sees every call).
+
+    ``task == "pretrain_joint"`` runs ``pretrain_joint`` -> (acc, nce, mse); other tasks call the
+    model's ``forward``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, task: str, mask_patch: int = 400, cluster: bool = True,
+                shared_mask: bool = False):
+        if task == "pretrain_joint":
+            return self.model.pretrain_joint(x, mask_patch=mask_patch, cluster=cluster, shared_mask=shared_mask)
+        return self.model(x, task, cluster=cluster, mask_patch=mask_patch)
+
+
+def autocast(args: Namespace, device: torch.device):
+    """bf16 autocast context for ``--precision bf16``; a no-op for fp32."""
+    if getattr(args, "precision", "fp32") == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ---- data ----------------------------------------------------------------------------------------
+def build_frontend(args: Namespace, train: bool):
+    """FrontEnd with the run's fbank settings; SpecAugment only for the training set."""
+    from ssast_fast.features import FrontEnd
+
+    fe = FrontEnd(sample_rate=args.sample_rate, num_mel_bins=args.num_mel_bins, target_length=args.target_length,
+                  mean=args.dataset_mean, std=args.dataset_std, freqm=args.freqm if train else 0,
+                  timem=args.timem if train else 0)
+    return fe.train(train)
+
+
+def label_map(args: Namespace) -> LabelMap:
+    """The label CSV's LabelMap, or an empty one (pretraining ignores labels)."""
+    if getattr(args, "label_csv", None):
+        return load_label_csv(args.label_csv)
+    return LabelMap({}, [])
+
+
+def build_dataset(args: Namespace, json_path: str, train: bool, labels: LabelMap) -> AudioDataset:
+    frontend = build_frontend(args, train) if args.fbank_in_workers else None
+    return AudioDataset(json_path, labels, sample_rate=args.sample_rate, mixup=args.mixup if train else 0.0,
+                        skip_bad_audio=args.skip_bad_audio, frontend=frontend,
+                        noise=bool(args.noise) and train, seed=args.seed)
+
+
+def make_loader(ds: AudioDataset, args: Namespace, info: DistInfo, *, train: bool, epoch: int,
+                batch_size: int, skip_batches: int = 0) -> DataLoader:
+    """Loader over this rank's share of epoch ``epoch``, the first ``skip_batches`` batches left out.
+
+    Order: ``DistributedSampler`` (shuffled by seed + epoch for training), so resuming mid-epoch
+    only needs the count of batches already done. The loader gets its own torch generator, so
+    creating it never draws from the global RNG.
+    """
+    sampler = DistributedSampler(ds, num_replicas=info.world, rank=info.rank, shuffle=train, seed=args.seed,
+                                 drop_last=False)
+    sampler.set_epoch(epoch)
+    ds.set_epoch(epoch)
+    indices = list(sampler)[skip_batches * batch_size:]
+    return DataLoader(ds, batch_size=batch_size, sampler=indices, num_workers=args.num_workers,
+                      collate_fn=collate, drop_last=train, pin_memory=info.device.type == "cuda",
+                      generator=torch.Generator().manual_seed(args.seed + epoch))
+
+
+def steps_per_epoch(ds: AudioDataset, info: DistInfo, batch_size: int) -> int:
+    per_rank = math.ceil(len(ds) / info.world)
+    return per_rank // batch_size
+
+
+def model_input(batch: dict, frontend, device: torch.device, *, noise: bool) -> torch.Tensor:
+    """Batch -> normalized spectrograms [B, target_length, bins] on ``device``.
+
+    Waveforms go through ``frontend`` on ``device`` (fbank, pad/cut, SpecAugment when the
+    frontend is in train mode, normalization), then noise augmentation when ``noise``. Batches
+    whose spectrograms came from the workers are only moved.
+    """
+    if "fbank" in batch:
+        return batch["fbank"].to(device, non_blocking=True)
+    wave = batch["wave"].to(device, non_blocking=True)
+    with torch.no_grad():
+        feats = frontend(wave, batch["lengths"].to(device))
+        if noise:
+            feats = add_noise(feats)
+    return feats
+
+
+def seed_everything(seed: int, rank: int = 0) -> None:
+    """Seed Python ``random`` (masks), NumPy and torch; each rank gets ``seed + rank``."""
+    random.seed(seed + rank)
+    np.random.seed((seed + rank) % 2**32)
+    torch.manual_seed(seed + rank)
+
+
+# ---- logging / outputs ---------------------------------------------------------------------------
+class MetricsLog:
+    """Rows ``{"split": ..., "step": ..., ...}`` appended to ``metrics.jsonl`` (the record), with
+    per-split CSV copies (``train_log.csv``, ``val_log.csv``) regenerated by :meth:`export`."""
+
+    def __init__(self, exp_dir: str, enabled: bool = True) -> None:
+        self.exp_dir, self.enabled = exp_dir, enabled
+        self.path = os.path.join(exp_dir, "metrics.jsonl")
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows logged after ``step`` (a resumed run writes them again)."""
+        if not self.enabled or not os.path.exists(self.path):
+            return
+        rows = [r for r in self.rows() if r.get("step", 0) <= step]
+        with open(self.path, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+
+    def write(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+
+    def rows(self) -> list[dict]:
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def export(self) -> None:
+        """Write ``<split>_log.csv`` for every split in the JSONL."""
+        if not self.enabled:
+            return
+        rows = self.rows()
+        for split in sorted({r["split"] for r in rows}):
+            sel = [r for r in rows if r["split"] == split]
+            keys = list(dict.fromkeys(k for r in sel for k in r if not isinstance(r[k], (list, dict))))
+            with open(os.path.join(self.exp_dir, f"{split}_log.csv"), "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+                w.writeheader()
+                w.writerows(sel)
+
+
+def plot_curves(log_: MetricsLog, path: str, panels: list[tuple[str, str]]) -> None:
+    """PNG with one panel per ``(split, key)`` series against the step."""
+    if not log_.enabled:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = log_.rows()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
+    for ax, (split, key) in zip(axes[0], panels):
+        pts = [(r["step"], r[key]) for r in rows if r["split"] == split and isinstance(r.get(key), (int, float))]
+        if pts:
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, marker="." if len(pts) < 50 else None)
+        ax.set_title(f"{split} {key}")
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_mask(spec: torch.Tensor, masked: torch.Tensor, pred: torch.Tensor, path: str) -> None:
+    """PNG of a clip [F, T] and the outputs of model task ``visualize_mask`` (``masked``: 99 on
+    masked patches; ``pred``: 99 on masked patches predicted right, 0 on the ones predicted wrong):
+    masked patches drawn white, and in the last panel wrong predictions black."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = spec.float().cpu().numpy()
+    is_masked = masked.float().cpu().numpy() == 99.0
+    right = is_masked & (pred.float().cpu().numpy() == 99.0)
+    lo, hi = float(s.min()), float(s.max())
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white", under="black")
+    shown_mask = np.where(is_masked, np.nan, s)
+    shown_pred = np.where(right, np.nan, np.where(is_masked, lo - 1.0, s))
+    fig, axes = plt.subplots(3, 1, figsize=(10, 7.5))
+    titles = ("input (normalized log-mel)", f"masked patches in white ({int(is_masked.sum())} cells)",
+              f"white: masked patch predicted right, black: wrong ({int(right.sum())}/{int(is_masked.sum())} cells right)")
+    for ax, img, title in zip(axes, (s, shown_mask, shown_pred), titles):
+        ax.imshow(img, origin="lower", aspect="auto", cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+        ax.set_title(title)
+        ax.set_ylabel("mel bin")
+    axes[-1].set_xlabel("frame")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def progress(iterable, total: int, enabled: bool, desc: str):
+    """tqdm over ``iterable`` (or the iterable itself when disabled / tqdm missing)."""
+    if not enabled:
+        return iterable
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True, leave=False)
+
+
+class Throughput:
+    """Clips per second over a window of steps."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.t0, self.clips = time.perf_counter(), 0
+
+    def add(self, n: int) -> None:
+        self.clips += n
+
+    def rate(self) -> float:
+        dt = time.perf_counter() - self.t0
+        return self.clips / dt if dt > 0 else float("nan")
+
+
+def config_dict(args: Namespace) -> dict:
+    """JSON-friendly copy of the run's arguments."""
+    return {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool, type(None), list))}
+
+
+def check_resume_config(saved: dict, args: Namespace) -> None:
+    bad = [k for k in SHAPE_KEYS if k in saved and saved[k] != getattr(args, k, None)]
+    if bad:
+        raise ValueError("--resume: the checkpoint was made with other settings for "
+                         + ", ".join(f"{k} ({saved[k]!r} != {getattr(args, k, None)!r})" for k in bad))
+
+
+def resume_path(args: Namespace) -> str | None:
+    """``--resume``: None, a path, or ``auto`` = ``<exp-dir>/checkpoints/last.pt`` if it exists."""
+    r = getattr(args, "resume", None)
+    if not r:
+        return None
+    if r == "auto":
+        p = os.path.join(args.exp_dir, "checkpoints", "last.pt")
+        return p if os.path.exists(p) else None
+    return r
+
+
+class Checkpointer:
+    """Writes ``checkpoints/last.pt`` / ``best.pt`` (training format) and the reference-format
+    exports ``models/audio_model.pth`` / ``models/best_audio_model.pth``; rank 0 only."""
+
+    def __init__(self, exp_dir: str, enabled: bool) -> None:
+        self.dir = os.path.join(exp_dir, "checkpoints")
+        self.models = os.path.join(exp_dir, "models")
+        self.enabled = enabled
+        if enabled:
+            os.makedirs(self.dir, exist_ok=True)
+            os.makedirs(self.models, exist_ok=True)
+
+    def save(self, which: str, model, optimizer, scheduler, step: int, epoch: int, config: dict, extra: dict) -> None:
+        if not self.enabled:
+            return
+        save_training_checkpoint(os.path.join(self.dir, f"{which}.pt"), model=model, optimizer=optimizer,
+                                 scheduler=scheduler, step=step, epoch=epoch, config=config, extra=extra)
+        save_reference(model, os.path.join(self.models, "best_audio_model.pth" if which == "best" else "audio_model.pth"))
+
+
+def write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, default=float)
+    os.replace(tmp, path)
+
+
+def print_summary(title: str, lines: dict) -> None:
+    width = max(len(k) for k in lines)
+    print(f"\n==== {title} " + "=" * max(0, 60 - len(title)))
+    for k, v in lines.items():
+        print(f"  {k:<{width}} : {v}")
+    print("=" * 66, flush=True)
+
+
+def iterate(loader) -> Iterator[dict]:
+    yield from loader
+
+
+__all__ = ["Checkpointer", "MetricsLog", "TaskModule", "Throughput", "atomic_torch_save", "autocast",
+           "build_dataset", "build_finetune_model", "build_frontend", "build_pretrain_model", "check_resume_config",
+           "config_dict", "label_map", "load_weights", "make_loader", "model_from_weights", "model_input",
+           "plot_curves", "plot_mask", "print_summary", "progress", "resume_path", "seed_everything",
+           "steps_per_epoch", "write_json"]

@@ -1,0 +1,231 @@
+"""Self-supervised pretraining loop (reference recipe, SPEC.md section 4).
+
+Adam(lr, weight_decay 5e-7, betas (0.95, 0.999)); warm-up: while step <= 1000 and step % 50 == 0
+the lr is set to step / 1000 * lr before the step (so the very first step runs at lr 0, as in the
+reference); every ``epoch_iter`` steps: validation with 400 masked patches, ReduceLROnPlateau
+(mode max on masked accuracy -- on -mse for pretrain_mpg --, factor 0.5, patience lr_patience),
+checkpoints. Loss: pretrain_joint nce + 10 mse; pretrain_mpc nce; pretrain_mpg mse.
+
+Deviation: the reference keeps as "best" the model with the best *training-batch* accuracy at the
+evaluation step; here best is the best validation masked accuracy (or lowest validation mse).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from argparse import Namespace
+
+import numpy as np
+import torch
+
+from ssast_fast.checkpoint import capture_rng_state, load_training_checkpoint, restore_rng_state
+from ssast_fast.train import common as C
+from ssast_fast.train.distributed import all_gather_objects, all_reduce_mean, init_distributed, shutdown, wrap_ddp
+
+log = logging.getLogger("ssast_fast.train")
+VAL_MASK_PATCH = 400
+
+
+def mask_limit(model, cluster: bool) -> int:
+    return model.num_patches - 2 if cluster else model.num_patches
+
+
+def warmup_lr(step: int, base_lr: float, warmup_steps: int = 1000) -> float | None:
+    """The reference warm-up: the lr to set before ``step`` (None: leave it as it is).
+
+    ``step / warmup_steps * base_lr``, set every ``warmup_steps // 20`` steps (every 50 of the
+    reference's 1000) and at ``step == warmup_steps``; nothing after the warm-up.
+    """
+    every = max(1, warmup_steps // 20)
+    if step <= warmup_steps and (step % every == 0 or step == warmup_steps):
+        return step / warmup_steps * base_lr
+    return None
+
+
+def run_task(net, x: torch.Tensor, args: Namespace, mask_patch: int, cluster: bool):
+    """-> (loss, acc, nce, mse) for the configured pretraining task (missing terms are NaN)."""
+    nan = torch.tensor(float("nan"))
+    if args.task == "pretrain_joint":
+        acc, nce, mse = net(x, "pretrain_joint", mask_patch=mask_patch, cluster=cluster, shared_mask=args.shared_mask)
+        return nce + 10 * mse, acc, nce, mse
+    if args.task == "pretrain_mpc":
+        acc, nce = net(x, "pretrain_mpc", mask_patch=mask_patch, cluster=cluster)
+        return nce, acc, nce, nan
+    mse = net(x, "pretrain_mpg", mask_patch=mask_patch, cluster=cluster)
+    return mse, nan, nan, mse
+
+
+@torch.no_grad()
+def validate(net, loader, frontend, args: Namespace, info, mask_patch: int, cluster: bool) -> dict:
+    """Mean masked accuracy / nce / mse over the validation loader (this rank), averaged over ranks."""
+    net.eval()
+    accs, nces, mses = [], [], []
+    for batch in loader:
+        x = C.model_input(batch, frontend, info.device, noise=False)
+        with C.autocast(args, info.device):
+            _, acc, nce, mse = run_task(net, x, args, mask_patch, cluster)
+        accs.append(float(acc)), nces.append(float(nce)), mses.append(float(mse))
+    net.train()
+    vals = [float(np.mean(v)) if v else float("nan") for v in (accs, nces, mses)]
+    acc, nce, mse = all_reduce_mean(vals, info)
+    return {"acc": acc, "nce": nce, "mse": mse}
+
+
+def pretrain(args: Namespace) -> dict:
+    """Run (or resume) pretraining as configured by ``args`` (the CLI's namespace) -> summary dict."""
+    info = init_distributed(args.device)
+    main = info.is_main
+    if main:
+        os.makedirs(args.exp_dir, exist_ok=True)
+    C.seed_everything(args.seed, info.rank)
+    labels = C.label_map(args)
+    train_ds = C.build_dataset(args, args.data_train, True, labels)
+    val_ds = C.build_dataset(args, args.data_val or args.data_train, False, labels)
+    frontend = C.build_frontend(args, True).to(info.device)
+    val_frontend = C.build_frontend(args, False).to(info.device)
+
+    model = C.build_pretrain_model(args).to(info.device)
+    cluster = args.num_mel_bins != args.fshape  # reference rule: frame masking when patches span all bins
+    val_mask = min(VAL_MASK_PATCH, mask_limit(model, cluster))
+    optimizer = torch.optim.Adam(model.parameters(), args.lr, weight_decay=5e-7, betas=(0.95, 0.999))
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=args.lr_patience)
+
+    config = C.config_dict(args)
+    step, epoch, batches_done, best, best_step = 0, 0, 0, -math.inf, 0
+    mlog = C.MetricsLog(args.exp_dir, main)
+    ckpt_path = C.resume_path(args)
+    if ckpt_path:
+        ck = load_training_checkpoint(ckpt_path)
+        C.check_resume_config(ck["config"], args)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        step, epoch = ck["step"], ck["epoch"]
+        batches_done, best, best_step = ck["extra"]["batches_done"], ck["extra"]["best"], ck["extra"]["best_step"]
+        rng = ck["extra"].get("rank_rng", {}).get(info.rank, ck["rng"]) if info.enabled else ck["rng"]
+        restore_rng_state(rng)
+        mlog.truncate_after(step)
+        if main:
+            print(f"resumed from {ckpt_path}: step {step}, epoch {epoch + 1}, batch {batches_done}", flush=True)
+    elif main:
+        C.write_json(os.path.join(args.exp_dir, "config.json"), config)
+
+    net = torch.compile(C.TaskModule(model)) if args.compile else C.TaskModule(model)
+    net = wrap_ddp(net, info)
+    ckpt = C.Checkpointer(args.exp_dir, main)
+    per_epoch = C.steps_per_epoch(train_ds, info, args.batch_size)
+    if per_epoch == 0:
+        raise ValueError(f"{args.data_train}: fewer clips than one batch ({args.batch_size} per process)")
+    skipped_total, t_start, clips_total = 0, time.perf_counter(), 0
+    meter = C.Throughput()
+    acc_sum = {"loss": 0.0, "acc": 0.0, "nce": 0.0, "mse": 0.0, "n": 0}
+    last_val: dict = {}
+
+    def save(which: str, ep: int, bdone: int) -> None:
+        extra = {"batches_done": bdone, "best": best, "best_step": best_step}
+        if info.enabled:  # every rank's RNG streams (masks, SpecAugment) for an exact multi-process resume
+            extra["rank_rng"] = dict(enumerate(all_gather_objects(capture_rng_state(), info)))
+        ckpt.save(which, model, optimizer, scheduler, step, ep, config, extra)
+
+    net.train()
+    while epoch < args.n_epochs:
+        loader = C.make_loader(train_ds, args, info, train=True, epoch=epoch, batch_size=args.batch_size,
+                               skip_batches=batches_done)
+        bar = C.progress(loader, per_epoch - batches_done, main and args.progress, f"pretrain epoch {epoch + 1}")
+        for batch in bar:
+            if batch["skipped"]:
+                skipped_total += len(batch["skipped"])
+            if args.warmup:
+                lr = warmup_lr(step, args.lr, args.warmup_steps)
+                if lr is not None:
+                    for g in optimizer.param_groups:
+                        g["lr"] = lr
+            x = C.model_input(batch, frontend, info.device, noise=bool(args.noise))
+            with C.autocast(args, info.device):
+                loss, acc, nce, mse = run_task(net, x, args, args.mask_patch, cluster)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            batches_done += 1
+            n = x.shape[0]
+            meter.add(n * info.world)
+            clips_total += n * info.world
+            for k, v in (("loss", loss), ("acc", acc), ("nce", nce), ("mse", mse)):
+                acc_sum[k] += float(v.detach())
+            acc_sum["n"] += 1
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"training diverged at step {step} (loss {float(loss)})")
+            if step % args.n_print_steps == 0:
+                row = {"split": "train", "step": step, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                       "clips_per_s": meter.rate(), "skipped": skipped_total}
+                keys = ("loss", "acc", "nce", "mse")
+                row.update(zip(keys, all_reduce_mean([acc_sum[k] / acc_sum["n"] for k in keys], info)))
+                acc_sum = {k: 0.0 for k in acc_sum} | {"n": 0}
+                meter.reset()
+                if hasattr(bar, "set_postfix"):
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{row['acc']:.3f}", clips_s=f"{row['clips_per_s']:.1f}")
+                pending_row = row
+            else:
+                pending_row = None
+            if step % args.epoch_iter == 0:
+                vloader = C.make_loader(val_ds, args, info, train=False, epoch=0, batch_size=args.batch_size * 2)
+                last_val = validate(net, vloader, val_frontend, args, info, val_mask, cluster)
+                metric = -last_val["mse"] if args.task == "pretrain_mpg" else last_val["acc"]
+                scheduler.step(metric)
+                if metric > best:
+                    best, best_step = metric, step
+                    save("best", epoch, batches_done)
+                save("last", epoch, batches_done)
+                mlog.write({"split": "val", "step": step, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                            "mask_patch": val_mask, **last_val})
+                mlog.export()
+            elif args.save_every and step % args.save_every == 0:
+                save("last", epoch, batches_done)
+            if pending_row is not None:  # logged after the checkpoint: a logged step is a saved step
+                mlog.write(pending_row)
+        epoch += 1
+        batches_done = 0
+        save("last", epoch, 0)
+
+    elapsed = time.perf_counter() - t_start
+    summary = {"stage": "pretrain", "task": args.task, "steps": step, "epochs": args.n_epochs,
+               "clips_seen_this_run": clips_total, "seconds": elapsed,
+               "clips_per_s": clips_total / elapsed if elapsed > 0 else float("nan"),
+               "best_val": best, "best_step": best_step, "last_val": last_val, "skipped_bad_audio": skipped_total,
+               "exp_dir": args.exp_dir}
+    if main:
+        mlog.export()
+        C.plot_curves(mlog, os.path.join(args.exp_dir, "curves.png"),
+                      [("train", "loss"), ("train", "acc" if args.task != "pretrain_mpg" else "mse"), ("val", "acc"),
+                       ("val", "mse"), ("train", "lr")])
+        _mask_png(model, val_ds, val_frontend, args, info, cluster)
+        C.write_json(os.path.join(args.exp_dir, "summary.json"), summary)
+        C.print_summary("pretraining finished", {
+            "steps / epochs": f"{step} / {args.n_epochs}",
+            "throughput": f"{summary['clips_per_s']:.2f} clips/s ({clips_total} clips in {elapsed:.1f} s)",
+            "best val " + ("-mse" if args.task == "pretrain_mpg" else "masked acc"): f"{best:.4f} at step {best_step}",
+            "bad audio skipped": skipped_total,
+            "checkpoints": os.path.join(args.exp_dir, "checkpoints") + " (last.pt, best.pt)",
+            "reference-format models": os.path.join(args.exp_dir, "models"),
+            "logs": "metrics.jsonl, train_log.csv, val_log.csv, curves.png, mask_visualization.png",
+        })
+    del net, optimizer, scheduler
+    shutdown(info)
+    return summary
+
+
+@torch.no_grad()
+def _mask_png(model, ds, frontend, args: Namespace, info, cluster: bool) -> None:
+    """mask_visualization.png from the first validation clip (task visualize_mask)."""
+    item = ds[0]
+    if "fbank" in item:
+        x = item["fbank"][None].to(info.device)
+    else:
+        x = frontend(item["wave"][None].to(info.device), torch.tensor([item["wave"].shape[0]], device=info.device))
+    model.eval()
+    mask = min(args.mask_patch, mask_limit(model, cluster))
+    pred, masked = model(x, "visualize_mask", cluster=cluster, mask_patch=mask)
+    C.plot_mask(x[0].T, masked[0, 0], pred[0, 0], os.path.join(args.exp_dir, "mask_visualization.png"))

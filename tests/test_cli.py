@@ -1,0 +1,123 @@
+"""CLI: help text for every flag, presets, and a small end-to-end pretrain -> finetune -> eval -> embed."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from ssast_fast.cli import PRESETS, _apply_preset, build_parser, main
+from ssast_fast.data.synth import make_tiny_dataset
+
+COMMANDS = ("smoke", "pretrain", "finetune", "eval", "embed")
+
+
+def _sub(name):
+    return build_parser()._subparsers._group_actions[0].choices[name]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_every_flag_has_help(cmd, capsys):
+    for action in _sub(cmd)._actions:
+        assert action.help, f"{cmd} {action.option_strings} has no help"
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0
+    assert "usage: ssast-fast " + cmd in capsys.readouterr().out
+
+
+def test_reference_flag_names_present():
+    opts = {o for a in _sub("finetune")._actions for o in a.option_strings}
+    for flag in ("--data-train", "--data-val", "--data-eval", "--label-csv", "--n_class", "--dataset_mean",
+                 "--dataset_std", "--target_length", "--num_mel_bins", "--fshape", "--tshape", "--fstride",
+                 "--tstride", "--model_size", "--task", "--lr", "--batch-size", "--n-epochs", "--warmup",
+                 "--freqm", "--timem", "--mixup", "--noise", "--head_lr", "--lrscheduler_start",
+                 "--lrscheduler_step", "--lrscheduler_decay", "--loss", "--metrics", "--pretrained_mdl_path",
+                 "--exp-dir", "--num-workers", "--precision", "--compile", "--attn-backend", "--seed", "--resume",
+                 "--device"):
+        assert flag in opts, flag
+    popts = {o for a in _sub("pretrain")._actions for o in a.option_strings}
+    for flag in ("--mask_patch", "--epoch_iter", "--lr_patience", "--mask-mode", "--shared-mask"):
+        assert flag in popts, flag
+
+
+def test_presets_fill_values_and_flags_win():
+    argv = ["finetune", "--preset", "esc50-finetune", "--data-train", "x.json", "--exp-dir", "e", "--lr", "3e-4"]
+    p = build_parser()
+    _apply_preset(p, argv)
+    a = p.parse_args(argv)
+    assert (a.n_class, a.target_length, a.freqm, a.timem, a.loss, a.metrics, a.fstride) == (50, 512, 24, 96, "CE", "acc", 10)
+    assert a.noise is True and a.warmup is False and a.lrscheduler_decay == 0.85 and a.lr == 3e-4
+    argv = ["pretrain", "--preset=as-frame-pretrain", "--data-train", "x.json", "--exp-dir", "e"]
+    p = build_parser()
+    _apply_preset(p, argv)
+    a = p.parse_args(argv)
+    assert (a.fshape, a.tshape, a.mask_patch, a.epoch_iter, a.batch_size, a.lr_patience) == (128, 2, 400, 4000, 24, 2)
+    sc = PRESETS["speechcommands-finetune"]
+    assert (sc["target_length"], sc["mixup"], sc["tstride"], sc["loss"]) == (128, 0.6, 1, "BCE")
+
+
+def test_end_to_end_pretrain_finetune_eval_embed(tmp_path, capsys):
+    # files at 16 kHz, 8 kHz and 22.05 kHz (resampled on load); one undecodable file, skipped
+    d = make_tiny_dataset(tmp_path / "ds", n_clips=6, n_class=2, seconds=0.4, rates=(16000, 8000, 22050))
+    data = json.load(open(d["train"]))
+    (tmp_path / "junk.wav").write_bytes(b"RIFF....junk")
+    data["data"].append({"wav": str(tmp_path / "junk.wav"), "labels": "/m/c0"})
+    json.dump(data, open(d["train"], "w"))
+    tiny = ["--model_size", "tiny", "--target_length", "32", "--fshape", "16", "--tshape", "16", "-w", "0",
+            "--no-progress", "-b", "2"]
+    pre, ft = str(tmp_path / "pre"), str(tmp_path / "ft")
+    assert main(["pretrain", "--data-train", d["train"], "--data-val", d["val"], "--exp-dir", pre, *tiny,
+                 "--mask_patch", "6", "--epoch_iter", "2", "--n-epochs", "1", "--warmup-steps", "2",
+                 "--n-print-steps", "1", "--skip-bad-audio", "--fbank-in-workers"]) == 0
+    out = capsys.readouterr().out
+    assert "pretraining finished" in out and "clips/s" in out
+    summary = json.load(open(os.path.join(pre, "summary.json")))
+    assert summary["steps"] == 3 and summary["skipped_bad_audio"] >= 1
+    for f in ("curves.png", "mask_visualization.png", "train_log.csv", "val_log.csv", "checkpoints/best.pt",
+              "models/best_audio_model.pth"):
+        assert os.path.getsize(os.path.join(pre, f)) > 0, f
+    rows = [json.loads(x) for x in open(os.path.join(pre, "metrics.jsonl"))]
+    assert [r["lr"] for r in rows if r["split"] == "train"][:2] == [0.0, 0.0005]  # warm-up: step / 2 * lr
+    assert main(["finetune", "--data-train", d["train"], "--data-val", d["val"], "--data-eval", d["val"],
+                 "--label-csv", d["labels"], "--n_class", "2", "--pretrained_mdl_path",
+                 os.path.join(pre, "models", "best_audio_model.pth"), "--exp-dir", ft, *tiny, "--fstride", "16",
+                 "--tstride", "16", "--n-epochs", "2", "--warmup", "False", "--freqm", "8", "--timem", "8",
+                 "--mixup", "0.5", "--noise", "True", "--loss", "CE", "--metrics", "acc", "--skip-bad-audio",
+                 "--lrscheduler_start", "1", "--lrscheduler_step", "1", "--lrscheduler_decay", "0.5"]) == 0
+    s = json.load(open(os.path.join(ft, "summary.json")))
+    assert s["steps"] == 6 and "best_model_eval" in s
+    val = [json.loads(x) for x in open(os.path.join(ft, "metrics.jsonl")) if '"val"' in x]
+    assert [r["lr"] for r in val] == [pytest.approx(1e-3), pytest.approx(5e-4)]  # MultiStepLR after epoch 1
+    ck = torch.load(os.path.join(ft, "checkpoints", "last.pt"), weights_only=False)
+    assert ck["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2.5e-4)
+    ev = str(tmp_path / "ev")
+    assert main(["eval", "--checkpoint", os.path.join(ft, "checkpoints", "best.pt"), "--data-eval", d["val"],
+                 "--label-csv", d["labels"], "--exp-dir", ev, "-w", "0", "--no-progress"]) == 0
+    metrics = json.load(open(os.path.join(ev, "eval_metrics.json")))
+    assert metrics["acc"] == pytest.approx(s["best_model_eval"]["acc"])
+    assert metrics["mAUC"] == pytest.approx(s["best_model_eval"]["mAUC"])
+    assert np.load(os.path.join(ev, "predictions.npy")).shape == (3, 2)
+    emb = str(tmp_path / "emb")
+    assert main(["embed", "--checkpoint", os.path.join(ft, "models", "best_audio_model.pth"), "--data", d["val"],
+                 "--out", emb, *tiny, "--fstride", "16", "--tstride", "16", "--per-patch"]) == 0
+    e = np.load(os.path.join(emb, "embeddings.npy"))
+    assert e.shape == (3, 192) and np.isfinite(e).all()
+    assert np.load(os.path.join(emb, "patch_embeddings.npy")).shape == (3, 16, 192)
+    assert len(json.load(open(os.path.join(emb, "clips.json")))) == 3
+    # the pretraining checkpoint embeds too (its own shape settings)
+    assert main(["embed", "--checkpoint", os.path.join(pre, "checkpoints", "last.pt"), "--data", d["val"],
+                 "--out", str(tmp_path / "emb2"), "-w", "0", "--no-progress"]) == 0
+    assert np.load(os.path.join(tmp_path, "emb2", "embeddings.npy")).shape == (3, 192)
+
+
+def test_bad_audio_stops_run_with_file_and_line(tmp_path):
+    d = make_tiny_dataset(tmp_path / "ds", n_clips=2, n_class=2, seconds=0.2)
+    data = json.load(open(d["train"]))
+    data["data"][0]["wav"] = str(tmp_path / "nope.wav")
+    json.dump(data, open(d["train"], "w"), indent=1)
+    from ssast_fast.data import BadAudioError
+
+    with pytest.raises(BadAudioError, match=r"nope.wav.*entry 0 \(line 4\)"):
+        main(["pretrain", "--data-train", d["train"], "--exp-dir", str(tmp_path / "x"), "--model_size", "tiny",
+              "--target_length", "32", "--mask_patch", "6", "-w", "0", "-b", "2", "--no-progress"])
