@@ -102,6 +102,47 @@ class PyMersenne {
   int index_;
 };
 
+// ---- A fast 64-bit generator with the same below() interface (for the fast sampler) ----
+// xoshiro256** seeded through splitmix64; independent streams per (seed, stream) pair.
+class Xoshiro {
+ public:
+  Xoshiro(uint64_t seed, uint64_t stream) {
+    uint64_t x = seed ^ (0x9e3779b97f4a7c15ULL * (stream + 1));
+    for (auto& w : s_) w = splitmix(x);
+  }
+
+  uint64_t next() {
+    const uint64_t result = rotl(s_[1] * 5, 7) * 9;
+    const uint64_t t = s_[1] << 17;
+    s_[2] ^= s_[0];
+    s_[3] ^= s_[1];
+    s_[1] ^= s_[2];
+    s_[0] ^= s_[3];
+    s_[2] ^= t;
+    s_[3] = rotl(s_[3], 45);
+    return result;
+  }
+
+  // Uniform in [0, n) for 1 <= n < 2**32, by rejection on the top bit_length(n) bits.
+  int64_t below(int64_t n) {
+    int k = 0;
+    for (uint64_t v = static_cast<uint64_t>(n); v; v >>= 1) ++k;
+    uint64_t r = next() >> (64 - k);
+    while (r >= static_cast<uint64_t>(n)) r = next() >> (64 - k);
+    return static_cast<int64_t>(r);
+  }
+
+ private:
+  static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  static uint64_t splitmix(uint64_t& x) {
+    uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  uint64_t s_[4];
+};
+
 // ---- CPython's set of small non-negative ints (Objects/setobject.c), insert-only ----
 // hash(i) == i for these keys; slot order is iteration order.
 class PyIntSet {
@@ -195,7 +236,8 @@ inline size_t final_table_size(size_t distinct) {
 // determined by the order of first occurrences. When every key is below the final table size,
 // each key sits in its home slot (hash(i) == i) and iteration order is ascending: a bitmap
 // scan gives the answer; otherwise the set is replayed.
-inline void patch_one(PyMersenne& rng, int64_t n, int64_t mask_size, int64_t p_t_dim, int64_t cluster,
+template <class Rng>
+inline void patch_one(Rng& rng, int64_t n, int64_t mask_size, int64_t p_t_dim, int64_t cluster,
                std::vector<uint8_t>& seen, std::vector<int64_t>& first, int64_t* out) {
   const int64_t side = rng.below(cluster) + 3;
   std::fill(seen.begin(), seen.end(), 0);
@@ -225,7 +267,8 @@ inline void patch_one(PyMersenne& rng, int64_t n, int64_t mask_size, int64_t p_t
 }
 
 // random.sample(range(n), k) as CPython 3.8-3.13 implement it.
-inline void frame_one(PyMersenne& rng, int64_t n, int64_t k, int64_t* out) {
+template <class Rng>
+inline void frame_one(Rng& rng, int64_t n, int64_t k, int64_t* out) {
   int64_t setsize = 21;
   if (k > 5) {
     const double e = std::ceil(std::log(static_cast<double>(k * 3)) / std::log(4.0));

@@ -1,7 +1,12 @@
-"""Batched on-device mask sampler with the reference generators' distribution (issue 4).
+"""Batched mask sampler with the reference generators' distribution (issue 4).
 
-``sample_masks`` draws a whole batch with tensor ops from torch's RNG (CPU or CUDA); it does
-not reproduce the reference's indices (that is ``exact.batch_masks``), only their law.
+``sample_masks`` draws a whole batch from torch's RNG; it does not reproduce the reference's
+indices (that is ``exact.batch_masks``), only their law. Two paths, chosen by measurement:
+
+- CPU with the compiled extension: the reference algorithm itself in C++ (same squares, stop
+  rule and CPython set order, ``random.sample``'s algorithm for frames), one xoshiro stream per
+  sample seeded from torch's generator, parallel over samples. Exact in law for every setting.
+- Otherwise (CUDA tensors, or no extension): the tensor formulation below, no host loop.
 
 Cluster masks, per row: side ``c`` uniform in {3, 4, 5}; a sequence of squares with starts
 uniform in [0, n), cells ``s + i * t_dim + j`` (i, j < c) kept when 0 < cell < n; stop after
@@ -15,14 +20,17 @@ Set order: CPython puts int key k in slot ``k & (S - 1)`` of a table whose final
 function of the number of distinct keys D. When n <= S (512/400/64, 128/40/16, 1212/400/101)
 every key is in its home slot, the order is ascending and this sampler is exact in law. When
 n > S (e.g. 1212 patches, masks of 100 or 250) colliding keys are probed to other slots; this
-sampler orders by home slot, ties by first occurrence, which keeps a different cell in 8% of
-rows for 1212/100 and 34% for 1212/250 (see benchmarks/RESULTS.md, "Fast sampler (issue 4)").
+tensor path orders by home slot, ties by first occurrence, which keeps a different cell in 8% of
+rows for 1212/100 and 34% for 1212/250 (see benchmarks/RESULTS.md, "Fast sampler (issue 4)");
+the C++ path replays the set exactly.
 """
 from __future__ import annotations
 
 from functools import lru_cache
 
 import torch
+
+from ssast_fast import _ext
 
 _SIDES = (3, 4, 5)
 
@@ -154,6 +162,10 @@ def sample_masks(batch: int, n_patches: int, mask_size: int, t_dim: int, cluster
     device = torch.device(device)
     if batch == 0:
         return torch.empty(0, mask_size, dtype=torch.long, device=device)
+    ext = _ext.get()
+    if ext is not None and device.type == "cpu":
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        return ext.mask_fast(seed, batch, n_patches, mask_size, t_dim if cluster else 1, cluster)
     if not cluster:
         noise = torch.rand(batch, n_patches, dtype=torch.float64, generator=generator, device=device)
         return noise.topk(mask_size, dim=1).indices  # a uniformly random ordered M-subset

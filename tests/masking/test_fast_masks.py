@@ -120,14 +120,22 @@ def _compiled_reference():
 
 
 @pytest.mark.parametrize("n,m,t_dim", CLUSTER_SETTINGS)
-def test_cluster_distribution_matches_reference(n, m, t_dim):
+def test_cluster_distribution_matches_reference(n, m, t_dim, ext_path):
     a, b = reference_rows(n, m, t_dim, True, seed=1000 + n), fast_rows(n, m, t_dim, True, seed=2000 + n)
     pvalues = cluster_pvalues(a, b, n, t_dim)
     assert min(pvalues.values()) > ALPHA / len(pvalues), pvalues
 
 
+@pytest.mark.parametrize("n,m,t_dim", [(1212, 100, 101), (1212, 250, 101)])
+def test_cpp_path_exact_in_law_where_set_order_is_not_ascending(n, m, t_dim):
+    """The compiled path replays CPython's set, so it also matches where the order is hashed."""
+    a, b = reference_rows(n, m, t_dim, True, seed=5000 + m), fast_rows(n, m, t_dim, True, seed=6000 + m)
+    pvalues = cluster_pvalues(a, b, n, t_dim)
+    assert min(pvalues.values()) > ALPHA / len(pvalues), pvalues
+
+
 @pytest.mark.parametrize("n,m", FRAME_SETTINGS)
-def test_frame_distribution_matches_reference(n, m):
+def test_frame_distribution_matches_reference(n, m, ext_path):
     a, b = reference_rows(n, m, 1, False, seed=3000 + n), fast_rows(n, m, 1, False, seed=4000 + n)
     pvalues = {
         "marginal": marginal_p(a, b, n),
@@ -138,13 +146,14 @@ def test_frame_distribution_matches_reference(n, m):
 
 
 def test_shortfall_top_up_keeps_distribution(monkeypatch):
+    monkeypatch.setattr(_ext, "get", lambda: None)  # the tensor path tops up
     monkeypatch.setattr(fast, "_squares_per_draw", lambda n, m, t_dim: 1)  # top up every square
     a, b = reference_rows(128, 40, 16, True, seed=5), fast_rows(128, 40, 16, True, seed=6)
     pvalues = cluster_pvalues(a, b, 128, 16)
     assert min(pvalues.values()) > ALPHA / len(pvalues), pvalues
 
 
-def test_tests_detect_a_truncation_off_by_one():
+def test_tests_detect_a_truncation_off_by_one(ext_path):
     """Power check: drop the smallest of M + 1 cells instead of keeping the M smallest of M."""
     a = reference_rows(128, 40, 16, True, seed=7)
     b = sample_masks(ROWS, 128, 41, 16, generator=torch.Generator().manual_seed(8))[:, 1:]
@@ -152,7 +161,7 @@ def test_tests_detect_a_truncation_off_by_one():
 
 
 @pytest.mark.parametrize("n,m,t_dim", CLUSTER_SETTINGS + [(1212, 100, 101), (1212, 250, 101)])
-def test_cluster_rows_exact_properties(n, m, t_dim):
+def test_cluster_rows_exact_properties(n, m, t_dim, ext_path):
     out = sample_masks(64, n, m, t_dim, generator=torch.Generator().manual_seed(0))
     assert out.dtype == torch.long and out.device.type == "cpu" and out.shape == (64, m)
     assert int(out.min()) >= 1 and int(out.max()) < n
@@ -161,7 +170,7 @@ def test_cluster_rows_exact_properties(n, m, t_dim):
         assert bool((out[:, 1:] > out[:, :-1]).all())
 
 
-def test_frame_rows_exact_properties():
+def test_frame_rows_exact_properties(ext_path):
     out = sample_masks(64, 128, 50, 16, cluster=False, generator=torch.Generator().manual_seed(0))
     assert out.shape == (64, 50) and out.dtype == torch.long
     assert int(out.min()) >= 0 and int(out.max()) < 128
@@ -172,7 +181,7 @@ def test_frame_rows_exact_properties():
 
 
 @pytest.mark.parametrize("cluster", [True, False])
-def test_seeded_generator_is_deterministic(cluster):
+def test_seeded_generator_is_deterministic(cluster, ext_path):
     draw = lambda seed: sample_masks(8, 512, 400, 64, cluster, generator=torch.Generator().manual_seed(seed))
     assert torch.equal(draw(3), draw(3))
     assert not torch.equal(draw(3), draw(4))
