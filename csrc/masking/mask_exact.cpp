@@ -74,7 +74,10 @@ torch::Tensor mask_fast(int64_t seed, int64_t batch, int64_t sequence_len, int64
   }
   auto out = torch::empty({batch, mask_size}, torch::kLong);
   int64_t* data = out.data_ptr<int64_t>();
-  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+  // A sample costs a few microseconds: parallelise only batches large enough to amortise the
+  // thread pool (on a loaded machine a needless fork-join costs milliseconds).
+  constexpr int64_t kGrain = 64;
+  at::parallel_for(0, batch, kGrain, [&](int64_t begin, int64_t end) {
     std::vector<uint8_t> seen(sequence_len);
     std::vector<int64_t> first;
     for (int64_t b = begin; b < end; ++b) {

@@ -123,13 +123,15 @@ class Xoshiro {
     return result;
   }
 
-  // Uniform in [0, n) for 1 <= n < 2**32, by rejection on the top bit_length(n) bits.
+  // Uniform in [0, n) for 1 <= n < 2**32 (Lemire's multiply-shift with exact rejection).
   int64_t below(int64_t n) {
-    int k = 0;
-    for (uint64_t v = static_cast<uint64_t>(n); v; v >>= 1) ++k;
-    uint64_t r = next() >> (64 - k);
-    while (r >= static_cast<uint64_t>(n)) r = next() >> (64 - k);
-    return static_cast<int64_t>(r);
+    const uint64_t range = static_cast<uint64_t>(n);
+    uint64_t m = (next() >> 32) * range;
+    if (static_cast<uint32_t>(m) < range) {
+      const uint32_t threshold = static_cast<uint32_t>(-static_cast<uint32_t>(range) % static_cast<uint32_t>(range));
+      while (static_cast<uint32_t>(m) < threshold) m = (next() >> 32) * range;
+    }
+    return static_cast<int64_t>(m >> 32);
   }
 
  private:
