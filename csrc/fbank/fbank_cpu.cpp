@@ -99,10 +99,11 @@ Tables make_tables(const Config& c, const at::Tensor& window /* [W] f64 */,
 
 // Per-thread scratch, [position][lane]. The frame tail [W, N) stays zero (FFT padding).
 struct Scratch {
-  std::vector<double> frame, re, im, spec, mel, energy;
+  std::vector<double> frame, re, im, spec, mel, logmel, energy;
   explicit Scratch(const Config& c)
       : frame(c.n_fft * kLanes, 0.0), re(c.n_fft / 2 * kLanes), im(c.n_fft / 2 * kLanes),
-        spec(c.n_fft / 2 * kLanes), mel(c.num_mel * kLanes), energy(kLanes) {}
+        spec(c.n_fft / 2 * kLanes), mel(c.num_mel * kLanes), logmel(c.num_mel * kLanes),
+        energy(kLanes) {}
 };
 
 namespace base {
