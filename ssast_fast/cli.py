@@ -1,6 +1,6 @@
 """Command line: ``ssast-fast <command>`` (also ``python -m ssast_fast``).
 
-Commands: ``smoke`` (tiny self-check), ``pretrain``, ``finetune``, ``eval``, ``embed``. Flag names
+Commands: ``smoke`` (tiny self-check), ``pretrain``, ``finetune``, ``eval``, ``embed``, ``demo`` (main job). Flag names
 and defaults follow the reference's run.py where it has them; ``--preset`` fills a reference recipe.
 """
 from __future__ import annotations
@@ -278,6 +278,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed for Python's random and torch")
     s.set_defaults(fn=_smoke)
     _add_training_commands(sub)
+    d = sub.add_parser("demo", help="main job: spoken-keyword corpus (espeak-ng), pretrain, fine-tune vs scratch",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d.add_argument("--out", default="runs/demo", help="output folder (the corpus is cached in <out>/corpus)")
+    d.add_argument("--seed", type=int, default=0, help="training seed (the corpus has its own fixed seed)")
+    d.add_argument("--seeds", default=None, help="comma-separated seeds run one after the other (e.g. 0,1,2)")
+    d.add_argument("--quick", action="store_true", help="small corpus and budgets (about 3 minutes; CI)")
+    d.add_argument("--smoke", action="store_true", help="tiny sizes for the test suite")
+    d.add_argument("--pretrain-epochs", dest="pretrain_epochs", type=int, default=None, help="override the preset")
+    d.add_argument("--finetune-epochs", dest="finetune_epochs", type=int, default=None, help="override the preset")
+    d.add_argument("--mask-patch", dest="mask_patch", type=int, default=None, help="override the preset")
+    d.add_argument("--n-pretrain", dest="n_pretrain", type=int, default=None, help="unlabeled clips (override)")
+    d.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    d.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False, help="tqdm progress bars")
+    d.set_defaults(fn=lambda a: __import__("ssast_fast.demo.run", fromlist=["main"]).main(a))
     return p
 
 

@@ -1,0 +1,296 @@
+"""``ssast-fast demo``: build the keyword corpus, pretrain a tiny SSAST on its unlabeled split,
+fine-tune it on the few labeled clips, fine-tune the same architecture from scratch with the same
+budget, and compare both on the test split.
+
+Every stage runs the project's own pipeline (``ssast_fast.train.pretrain.pretrain`` and
+``ssast_fast.train.finetune.finetune`` with a namespace parsed by the project's CLI parser):
+waveforms from the reference-format JSON, fbank through ``FrontEnd`` in the step, fast masks,
+one shared mask for both heads (``--shared-mask``), batched heads, SDPA attention.
+"Scratch" fine-tunes from the untrained initial weights of the same pretraining model (same
+seed), saved in the reference format, so both arms share architecture, init and recipe.
+
+Outputs in ``--out``: ``corpus/`` (cached), ``seed<S>/{pretrain,finetune_pretrained,
+finetune_scratch}/`` (each the pipeline's logs, checkpoints and plots), ``seed<S>/results.json``,
+``demo_curves.png``, ``mask_predictions.png``, ``results.json`` and ``results.md`` (the table).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from argparse import Namespace
+from dataclasses import asdict, dataclass, replace
+
+import torch
+
+from ssast_fast.demo.corpus import CorpusConfig, EspeakMissing, build_corpus
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Model, input and budgets of one demo size."""
+
+    corpus: CorpusConfig
+    num_mel_bins: int = 64
+    target_length: int = 96           # 1 s at 10 ms hops = 98 frames
+    patch: int = 16                   # 16x16 patches -> 4 x 6 = 24 patches
+    model_size: str = "tiny"
+    mask_patch: int = 12
+    pretrain_epochs: int = 4
+    pretrain_batch: int = 32
+    pretrain_lr: float = 5e-4
+    pretrain_warmup: int = 40
+    finetune_epochs: int = 8
+    finetune_repeat: int = 2          # one fine-tuning "epoch" = this many passes over the labeled clips
+    finetune_batch: int = 16
+    finetune_lr: float = 1e-4
+    head_lr: float = 10.0
+    freqm: int = 8
+    timem: int = 16
+
+
+PRESETS = {
+    "full": DemoConfig(corpus=CorpusConfig()),
+    "quick": DemoConfig(corpus=CorpusConfig(n_pretrain=480, train_per_class=8, val_per_class=4, test_per_class=10),
+                        pretrain_epochs=2, finetune_epochs=4, finetune_repeat=2, pretrain_warmup=10),
+    # only for the test suite: the whole pipeline in well under a minute
+    "smoke": DemoConfig(corpus=CorpusConfig(n_pretrain=64, train_per_class=2, val_per_class=1, test_per_class=2),
+                        pretrain_epochs=1, pretrain_batch=16, finetune_epochs=2, finetune_repeat=1, finetune_batch=12,
+                        pretrain_warmup=2),
+}
+
+
+def _parse(argv: list[str]) -> Namespace:
+    from ssast_fast.cli import build_parser
+
+    return build_parser().parse_args(argv)
+
+
+def _common_argv(cfg: DemoConfig, corpus_dir: str, stats: dict, seed: int, progress: bool) -> list[str]:
+    return ["--model_size", cfg.model_size, "--fshape", str(cfg.patch), "--tshape", str(cfg.patch),
+            "--fstride", str(cfg.patch), "--tstride", str(cfg.patch), "--target_length", str(cfg.target_length),
+            "--num_mel_bins", str(cfg.num_mel_bins), "--dataset_mean", repr(stats["mean"]),
+            "--dataset_std", repr(stats["std"]), "--attn-backend", "sdpa", "--seed", str(seed),
+            "--num-workers", "0", "--progress" if progress else "--no-progress",
+            "--data-val", os.path.join(corpus_dir, "val.json")]
+
+
+def pretrain_args(cfg: DemoConfig, corpus_dir: str, stats: dict, seed: int, exp_dir: str, progress: bool) -> Namespace:
+    n = int(json.load(open(os.path.join(corpus_dir, "manifest.json")))["counts"]["pretrain"])
+    per_epoch = max(1, n // cfg.pretrain_batch)
+    return _parse(["pretrain", "--data-train", os.path.join(corpus_dir, "pretrain.json"), "--exp-dir", exp_dir,
+                   "--task", "pretrain_joint", "--mask-mode", "fast", "--shared-mask",
+                   "--mask_patch", str(cfg.mask_patch), "--batch-size", str(cfg.pretrain_batch),
+                   "--lr", str(cfg.pretrain_lr), "--n-epochs", str(cfg.pretrain_epochs), "--warmup", "True",
+                   "--warmup-steps", str(cfg.pretrain_warmup), "--epoch_iter", str(per_epoch),
+                   "--lr_patience", "2", "--n-print-steps", "5"]
+                  + _common_argv(cfg, corpus_dir, stats, seed, progress))
+
+
+def repeated_train_json(corpus_dir: str, repeat: int, out_dir: str) -> str:
+    """The labeled split listed ``repeat`` times (absolute paths): fewer, longer fine-tuning epochs, so
+    validation and checkpoints do not dominate on a few dozen clips. No label is added."""
+    src = os.path.join(corpus_dir, "train.json")
+    if repeat <= 1:
+        return src
+    entries = json.load(open(src))["data"]
+    data = [dict(e, wav=os.path.abspath(os.path.join(corpus_dir, e["wav"]))) for _ in range(repeat) for e in entries]
+    path = os.path.join(out_dir, f"train_x{repeat}.json")
+    with open(path, "w") as f:
+        json.dump({"data": data}, f, indent=1)
+    return path
+
+
+def finetune_args(cfg: DemoConfig, corpus_dir: str, stats: dict, seed: int, exp_dir: str, init: str,
+                  progress: bool, train_json: str | None = None) -> Namespace:
+    e = cfg.finetune_epochs
+    return _parse(["finetune", "--data-train", train_json or os.path.join(corpus_dir, "train.json"),
+                   "--data-eval", os.path.join(corpus_dir, "test.json"),
+                   "--label-csv", os.path.join(corpus_dir, "labels.csv"), "--n_class", str(len(cfg.corpus.keywords)),
+                   "--exp-dir", exp_dir, "--pretrained_mdl_path", init, "--task", "ft_avgtok",
+                   "--batch-size", str(cfg.finetune_batch), "--lr", str(cfg.finetune_lr), "--head_lr", str(cfg.head_lr),
+                   "--n-epochs", str(e), "--warmup", "False", "--lrscheduler_start", str(max(1, e // 2)),
+                   "--lrscheduler_step", "1", "--lrscheduler_decay", "0.7", "--loss", "CE",
+                   "--metrics", "acc", "--freqm", str(cfg.freqm), "--timem", str(cfg.timem),
+                   "--n-print-steps", "2"]
+                  + _common_argv(cfg, corpus_dir, stats, seed, progress))
+
+
+def _scratch_init(args: Namespace, path: str) -> None:
+    """The untrained pretraining model of this seed (the pretraining stage's own initial weights)."""
+    from ssast_fast.checkpoint import save_reference
+    from ssast_fast.train import common as C
+
+    C.seed_everything(args.seed)
+    save_reference(C.build_pretrain_model(args), path)
+
+
+def run_seed(cfg: DemoConfig, corpus_dir: str, stats: dict, seed: int, out: str, progress: bool, log=print) -> dict:
+    from ssast_fast.train.finetune import finetune
+    from ssast_fast.train.pretrain import pretrain
+
+    os.makedirs(out, exist_ok=True)
+    times = {}
+    pa = pretrain_args(cfg, corpus_dir, stats, seed, os.path.join(out, "pretrain"), progress)
+    init = os.path.join(out, "init_untrained.pth")
+    _scratch_init(pa, init)
+
+    log(f"[seed {seed}] pretraining (unlabeled split) ...")
+    t = time.perf_counter()
+    pre = pretrain(pa)
+    times["pretrain"] = time.perf_counter() - t
+    pre_ckpt = os.path.join(out, "pretrain", "checkpoints", "last.pt")
+
+    res = {}
+    train_json = repeated_train_json(corpus_dir, cfg.finetune_repeat, out)
+    for arm, src in (("pretrained", pre_ckpt), ("scratch", init)):
+        log(f"[seed {seed}] fine-tuning from {arm} weights (labeled split) ...")
+        fa = finetune_args(cfg, corpus_dir, stats, seed, os.path.join(out, f"finetune_{arm}"), src, progress,
+                           train_json)
+        t = time.perf_counter()
+        s = finetune(fa)
+        times[f"finetune_{arm}"] = time.perf_counter() - t
+        res[arm] = {"test_acc": s["best_model_eval"]["acc"], "test_mAP": s["best_model_eval"]["mAP"],
+                    "val_acc": s["best_model_val"]["acc"], "best_epoch": s["best_epoch"],
+                    "clips_per_s": s["clips_per_s"]}
+    result = {"seed": seed, "pretrain": {"clips_per_s": pre["clips_per_s"], "steps": pre["steps"],
+                                         "clips": pre["clips_seen_this_run"], "val_masked_acc": pre["last_val"].get("acc")},
+              "finetune": res, "seconds": times}
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+# ---- report --------------------------------------------------------------------------------------
+def _fmt(xs: list[float], pct: bool = False, digits: int = 1) -> str:
+    k = 100.0 if pct else 1.0
+    if len(xs) == 1:
+        return f"{k * xs[0]:.{digits}f}"
+    return f"{k * statistics.mean(xs):.{digits}f} ± {k * statistics.stdev(xs):.{digits}f}"
+
+
+def table(results: list[dict], corpus_s: float | None) -> str:
+    seeds = ", ".join(str(r["seed"]) for r in results)
+    rows = [("test accuracy, pretrained + fine-tuned (%)", _fmt([r["finetune"]["pretrained"]["test_acc"] for r in results], True)),
+            ("test accuracy, fine-tuned from scratch (%)", _fmt([r["finetune"]["scratch"]["test_acc"] for r in results], True)),
+            ("difference, pretrained - scratch (points)", _fmt([r["finetune"]["pretrained"]["test_acc"]
+                                                               - r["finetune"]["scratch"]["test_acc"] for r in results], True)),
+            ("pretraining masked-patch accuracy, val (%)", _fmt([r["pretrain"]["val_masked_acc"] for r in results], True)),
+            ("pretraining throughput (clips/s)", _fmt([r["pretrain"]["clips_per_s"] for r in results])),
+            ("wall time: pretraining (s)", _fmt([r["seconds"]["pretrain"] for r in results], digits=0)),
+            ("wall time: fine-tuning, pretrained (s)", _fmt([r["seconds"]["finetune_pretrained"] for r in results], digits=0)),
+            ("wall time: fine-tuning, scratch (s)", _fmt([r["seconds"]["finetune_scratch"] for r in results], digits=0))]
+    if corpus_s is not None:
+        rows.append(("wall time: corpus (s; 0 = cached)", f"{corpus_s:.0f}"))
+    head = f"| seeds {seeds} | value{' (mean ± std)' if len(results) > 1 else ''} |\n|---|---|\n"
+    return head + "\n".join(f"| {a} | {b} |" for a, b in rows) + "\n"
+
+
+def plot_curves(seed_dir: str, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ssast_fast.train.common import MetricsLog
+
+    def rows(stage):
+        return MetricsLog(os.path.join(seed_dir, stage)).rows()
+
+    fig, ax = plt.subplots(1, 3, figsize=(12, 3.3))
+    pre = [r for r in rows("pretrain") if r["split"] == "train"]
+    ax[0].plot([r["step"] for r in pre], [r["loss"] for r in pre], label="train loss (nce + 10 mse)")
+    a2 = ax[0].twinx()
+    a2.plot([r["step"] for r in pre], [r["acc"] for r in pre], color="C1", label="masked acc")
+    a2.set_ylabel("masked-patch accuracy", color="C1")
+    ax[0].set_title("pretraining (unlabeled)")
+    ax[0].set_xlabel("step")
+    ax[0].set_ylabel("loss")
+    for arm, c in (("pretrained", "C0"), ("scratch", "C3")):
+        r = rows(f"finetune_{arm}")
+        tr = [x for x in r if x["split"] == "train"]
+        va = [x for x in r if x["split"] == "val"]
+        ax[1].plot([x["step"] for x in tr], [x["loss"] for x in tr], color=c, label=arm)
+        ax[2].plot([x["epoch"] for x in va], [x["acc"] for x in va], color=c, marker=".", label=arm)
+    ax[1].set_title("fine-tuning: train loss")
+    ax[1].set_xlabel("step")
+    ax[2].set_title("fine-tuning: validation accuracy")
+    ax[2].set_xlabel("epoch")
+    for a in ax[1:]:
+        a.legend()
+    for a in ax:
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def plot_mask(seed_dir: str, corpus_dir: str, args: Namespace, path: str, seed: int) -> None:
+    """A test clip, masked by the pretrained model's ``visualize_mask``, with its predictions."""
+    from ssast_fast.checkpoint import load_training_checkpoint
+    from ssast_fast.data import load_audio
+    from ssast_fast.train import common as C
+
+    sd = load_training_checkpoint(os.path.join(seed_dir, "pretrain", "checkpoints", "last.pt"))["model"]
+    model = C.model_from_weights(sd, args).eval()
+    entry = json.load(open(os.path.join(corpus_dir, "test.json")))["data"][0]
+    wave = load_audio(os.path.join(corpus_dir, entry["wav"]), 16000)
+    x = C.build_frontend(args, False)(wave[None], torch.tensor([wave.shape[0]]))
+    torch.manual_seed(seed)
+    limit = model.num_patches - 2
+    pred, masked = model(x, "visualize_mask", cluster=True, mask_patch=min(args.mask_patch, limit))
+    C.plot_mask(x[0].T, masked[0, 0], pred[0, 0], path)
+
+
+def main(args: Namespace) -> int:
+    cfg = PRESETS["smoke" if args.smoke else "quick" if args.quick else "full"]
+    over = {k: getattr(args, k) for k in ("pretrain_epochs", "finetune_epochs", "mask_patch") if getattr(args, k) is not None}
+    cfg = replace(cfg, **over)
+    if args.n_pretrain is not None:
+        cfg = replace(cfg, corpus=replace(cfg.corpus, n_pretrain=args.n_pretrain))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seeds = [int(s) for s in str(args.seeds).split(",")] if args.seeds else [args.seed]
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    t_all = time.perf_counter()
+    corpus_dir = os.path.join(out, "corpus")
+    t = time.perf_counter()
+    try:
+        man = build_corpus(corpus_dir, cfg.corpus, num_mel_bins=cfg.num_mel_bins, target_length=cfg.target_length)
+    except EspeakMissing as exc:
+        print(f"ssast-fast demo: {exc}")
+        return 2
+    corpus_s = 0.0 if man["reused"] else time.perf_counter() - t
+    stats = man["stats"]
+    results = []
+    for s in seeds:
+        results.append(run_seed(cfg, corpus_dir, stats, s, os.path.join(out, f"seed{s}"), args.progress))
+    s0 = os.path.join(out, f"seed{seeds[0]}")
+    plot_curves(s0, os.path.join(out, "demo_curves.png"))
+    pa = pretrain_args(cfg, corpus_dir, stats, seeds[0], os.path.join(s0, "pretrain"), False)
+    plot_mask(s0, corpus_dir, pa, os.path.join(out, "mask_predictions.png"), seeds[0])
+    total = time.perf_counter() - t_all
+    md = table(results, corpus_s)
+    try:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
+    except OSError:
+        cpu = platform.processor()
+    info = {"mode": "smoke" if args.smoke else "quick" if args.quick else "full", "seeds": seeds,
+            "config": asdict(cfg), "corpus": {"dir": corpus_dir, "counts": man["counts"], "reused": man["reused"],
+                                              "config_hash": man["config_hash"], "seconds": corpus_s},
+            "machine": {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__},
+            "date": time.strftime("%Y-%m-%d %H:%M"), "total_seconds": total, "results": results}
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write(f"Demo ({info['mode']}), {info['date']}, {cpu}, {torch.get_num_threads()} threads; corpus "
+                f"{man['counts']}\n\n" + md)
+    print(f"\n==== demo ({info['mode']}, corpus {man['counts']}{', cached' if man['reused'] else ''}) ====")
+    print(md)
+    print(f"total {total:.0f} s; outputs in {out}: results.md, results.json, demo_curves.png, mask_predictions.png, "
+          f"seed*/ (logs, checkpoints, plots)", flush=True)
+    return 0
