@@ -1,126 +1,19 @@
-// Kaldi fbank on the CPU. Frames are processed kLanes at a time in "vertical" SIMD layout:
-// every buffer is [position][lane], so each butterfly, window product and mel dot product is a
-// plain loop over lanes that the compiler vectorizes, with scalar (broadcast) twiddles and
-// weights. Groups of frames are spread over threads with at::parallel_for.
-//
-// Per frame, in Kaldi's order: gather (with mirroring when snip_edges is false) and optional
-// dither, DC removal, raw log energy, pre-emphasis (first sample is its own predecessor),
-// window, zero-padded real FFT, power (or magnitude), sparse mel weights, log with the float
-// epsilon floor, energy column.
+// Kaldi fbank on the CPU: the torch-facing plan. The kernel itself (torch-free) is in
+// fbank_core.h / fbank_kernel.inc; groups of 8 frames are spread over threads with
+// at::parallel_for.
 #include "fbank/fbank_cpu.h"
 
 #include <ATen/Parallel.h>
 
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <limits>
-#include <vector>
+#include <string>
+
+#include "fbank/fbank_core.h"
 
 namespace ssast {
 namespace {
 
-constexpr int64_t kLanes = 8;
-constexpr double kPi = 3.14159265358979323846;
-
-struct Config {
-  int64_t window_size, window_shift, n_fft, num_mel;
-  bool snip_edges, remove_dc, raw_energy, use_energy, htk_compat, use_power, use_log;
-  double preemph, energy_floor;
-
-  int64_t num_frames(int64_t n) const {
-    if (snip_edges) return n < window_size ? 0 : 1 + (n - window_size) / window_shift;
-    return (n + window_shift / 2) / window_shift;
-  }
-  int64_t num_cols() const { return num_mel + (use_energy ? 1 : 0); }
-};
-
-// Tables, all float64: the kernel computes in float64 whatever the input dtype and rounds
-// only the output, so its error is far below float32 torchaudio's.
-struct Tables {
-  std::vector<double> window;          // [W]
-  std::vector<int> bitrev;             // [H]      (power-of-two H only)
-  std::vector<double> tw_re, tw_im;    // [H/2]    exp(-2 pi i m / H)
-  std::vector<double> sp_re, sp_im;    // [H]      exp(-2 pi i k / N), real-input split
-  std::vector<double> dft_re, dft_im;  // [W][H]   direct DFT when H is not a power of two
-  std::vector<int> mel_start, mel_len, mel_off;  // per mel bin: first FFT bin, count, offset
-  std::vector<double> mel_w;           // concatenated non-zero weights (float32 values)
-};
-
-Tables make_tables(const Config& c, const at::Tensor& window /* [W] f64 */,
-                   const at::Tensor& mel /* [M, H+1] f32 */) {
-  Tables t;
-  const int64_t n = c.n_fft, h = n / 2;
-  t.window.assign(window.data_ptr<double>(), window.data_ptr<double>() + window.numel());
-  if ((h & (h - 1)) == 0) {
-    int bits = 0;
-    while ((int64_t(1) << bits) < h) ++bits;
-    t.bitrev.resize(h);
-    for (int64_t k = 0; k < h; ++k) {
-      int r = 0;
-      for (int b = 0; b < bits; ++b) r |= ((k >> b) & 1) << (bits - 1 - b);
-      t.bitrev[k] = r;
-    }
-    for (int64_t m = 0; m < h / 2; ++m) {
-      t.tw_re.push_back(std::cos(2 * kPi * m / h));
-      t.tw_im.push_back(-std::sin(2 * kPi * m / h));
-    }
-    for (int64_t k = 0; k < h; ++k) {
-      t.sp_re.push_back(std::cos(2 * kPi * k / n));
-      t.sp_im.push_back(-std::sin(2 * kPi * k / n));
-    }
-  } else {
-    const int64_t w = c.window_size;
-    t.dft_re.resize(w * h);
-    t.dft_im.resize(w * h);
-    for (int64_t j = 0; j < w; ++j)
-      for (int64_t k = 0; k < h; ++k) {
-        const double a = 2 * kPi * double((j * k) % n) / n;  // exact phase reduction
-        t.dft_re[j * h + k] = std::cos(a);
-        t.dft_im[j * h + k] = -std::sin(a);
-      }
-  }
-  auto acc = mel.accessor<float, 2>();
-  for (int64_t m = 0; m < c.num_mel; ++m) {
-    int64_t first = -1, last = -1;
-    for (int64_t k = 0; k < h; ++k)  // the Nyquist column is zero by construction
-      if (acc[m][k] != 0.f) {
-        if (first < 0) first = k;
-        last = k;
-      }
-    t.mel_off.push_back(int(t.mel_w.size()));
-    t.mel_start.push_back(first < 0 ? 0 : int(first));
-    t.mel_len.push_back(first < 0 ? 0 : int(last - first + 1));
-    for (int64_t k = first; first >= 0 && k <= last; ++k) t.mel_w.push_back(acc[m][k]);
-  }
-  return t;
-}
-
-// Per-thread scratch, [position][lane]. The frame tail [W, N) stays zero (FFT padding).
-struct Scratch {
-  std::vector<double> frame, re, im, spec, mel, logmel, energy;
-  explicit Scratch(const Config& c)
-      : frame(c.n_fft * kLanes, 0.0), re(c.n_fft / 2 * kLanes), im(c.n_fft / 2 * kLanes),
-        spec(c.n_fft / 2 * kLanes), mel(c.num_mel * kLanes), logmel(c.num_mel * kLanes),
-        energy(kLanes) {}
-};
-
-namespace base {
-#include "fbank/fbank_kernel.inc"
-}  // namespace base
-
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace avx2 {
-#include "fbank/fbank_kernel.inc"
-}  // namespace avx2
-#pragma GCC pop_options
-
-bool cpu_has_avx2_fma() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
+using fbank_detail::Config;
+using fbank_detail::Tables;
 
 class FbankPlan {
  public:
@@ -136,13 +29,25 @@ class FbankPlan {
     cfg_ = Config{window.size(0), window_shift, n_fft, mel.size(0), snip_edges,
                   remove_dc,      raw_energy,   use_energy, htk_compat, use_power,
                   use_log,        preemph,      energy_floor};
-    tables_ = make_tables(cfg_, window.to(at::kDouble).contiguous(), mel.contiguous());
+    const auto win = window.to(at::kDouble).contiguous();
+    const auto mel_c = mel.contiguous();
+    tables_ = fbank_detail::make_tables(cfg_, win.data_ptr<double>(), mel_c.data_ptr<float>());
   }
 
   // waves [B, T] float32/float64 (computed in float64, returned in their dtype), lengths int64 [B], noise [B, F_max, W] or None.
   // Returns (features [B, F_max, cols], num_frames int64 [B]); rows past num_frames are zero.
+  // isa: "auto" (the widest this CPU runs), or "avx512" / "avx2" / "base" to pin a kernel copy.
   std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& waves, const at::Tensor& lengths,
-                                             const c10::optional<at::Tensor>& noise) const {
+                                             const c10::optional<at::Tensor>& noise,
+                                             const std::string& isa_name) const {
+    const auto best = fbank_detail::detect_isa();
+    auto isa = best;
+    if (isa_name == "avx512") isa = fbank_detail::Isa::kAvx512;
+    else if (isa_name == "avx2") isa = fbank_detail::Isa::kAvx2;
+    else if (isa_name == "base") isa = fbank_detail::Isa::kBase;
+    else TORCH_CHECK(isa_name == "auto", "isa must be auto, avx512, avx2 or base, got ", isa_name);
+    TORCH_CHECK(int(isa) <= int(best), "this CPU does not support the ", isa_name, " kernel");
+    const int64_t lanes = fbank_detail::isa_lanes(isa);
     TORCH_CHECK(waves.dim() == 2 && waves.device().is_cpu(), "waves must be a CPU [B, T] tensor");
     TORCH_CHECK(waves.scalar_type() == at::kFloat || waves.scalar_type() == at::kDouble,
                 "waves must be float32 or float64");
@@ -160,7 +65,7 @@ class FbankPlan {
                   " of clip ", b, " outside [window_size, T]");
       frames[b] = cfg_.num_frames(lp[b]);
       f_max = std::max(f_max, frames[b]);
-      groups += (frames[b] + kLanes - 1) / kLanes;
+      groups += (frames[b] + lanes - 1) / lanes;
       group_end[b] = groups;
     }
     at::Tensor nz;
@@ -177,11 +82,10 @@ class FbankPlan {
       const scalar_t* np = nz.defined() ? nz.data_ptr<scalar_t>() : nullptr;
       scalar_t* op = out.data_ptr<scalar_t>();
       const int64_t nf = nz.defined() ? nz.size(1) : 0;
-      const bool wide = cpu_has_avx2_fma();
       at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
-        (wide ? avx2::run_groups<scalar_t> : base::run_groups<scalar_t>)(
-            cfg_, tables_, begin, end, wp, total, lp, frames.data(), group_end, np, nf, op,
-            f_max);
+        fbank_detail::run_groups<scalar_t>(isa, cfg_, tables_, begin, end, wp, total, lp,
+                                           frames.data(), group_end.data(), batch, np, nf, op,
+                                           f_max);
       });
       for (int64_t b = 0; b < batch; ++b)
         std::memset(op + (b * f_max + frames[b]) * cols, 0,
@@ -208,7 +112,7 @@ void register_fbank(pybind11::module& m) {
            pybind11::arg("energy_floor"), pybind11::arg("use_energy"),
            pybind11::arg("htk_compat"), pybind11::arg("use_power"), pybind11::arg("use_log"))
       .def("forward", &FbankPlan::forward, pybind11::arg("waves"), pybind11::arg("lengths"),
-           pybind11::arg("noise") = pybind11::none(),
+           pybind11::arg("noise") = pybind11::none(), pybind11::arg("isa") = "auto",
            pybind11::call_guard<pybind11::gil_scoped_release>());
 }
 
