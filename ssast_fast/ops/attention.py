@@ -40,21 +40,16 @@ dispatcher uses, built on the same two ops.
 from __future__ import annotations
 
 import math
-import os
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
-try:  # Triton is optional: without it only the torch backends exist.
-    import triton
-    import triton.language as tl
-
-    HAS_TRITON = True
-except ImportError:  # pragma: no cover - exercised only on machines without triton
-    triton = None
-    tl = None
-    HAS_TRITON = False
+# Triton is optional: without it only the torch backends exist.
+from ssast_fast.ops._triton_common import (HAS_TRITON, TRITON_DTYPES, check_triton_dtype,
+                                           device_ctx, dot_precision, interpret_flag,
+                                           make_configs, prune_configs_by,
+                                           require_triton_runtime, tl, triton)
 
 __all__ = [
     "attention",
@@ -70,21 +65,10 @@ __all__ = [
 
 BACKENDS = ("auto", "triton", "sdpa", "eager")
 SUPPORTED_HEAD_DIMS = (32, 64, 128)
-_TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-
-def _interpret_flag() -> bool:
-    if HAS_TRITON:
-        try:
-            return bool(triton.knobs.runtime.interpret)
-        except AttributeError:  # older triton without knobs
-            pass
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
-
 
 # Triton decides at decoration time whether @triton.jit builds an interpreted function, so the
 # mode is fixed when this module is imported.
-TRITON_INTERPRET: bool = _interpret_flag()
+TRITON_INTERPRET: bool = interpret_flag()
 
 _LOG2E = 1.4426950408889634
 
@@ -119,11 +103,21 @@ def attention_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 if HAS_TRITON:
 
     @triton.jit
-    def _fwd_inner(acc, l_i, m_i, q, k_base, v_base, start_n, offs_n, offs_d,
-                   stride_kn, stride_kd, stride_vn, stride_vd, qk_scale, N_CTX,
-                   MASKED: tl.constexpr, DOT_PREC: tl.constexpr):
-        """One key block of the online softmax. MASKED: the block runs past N_CTX."""
-        cols = start_n + offs_n
+    def _program_ids(H):
+        """(block index = program axis 0, pid_bh = axis 1 = b * H + h, b, h as int64)."""
+        pid_bh = tl.program_id(1)
+        return tl.program_id(0), pid_bh, (pid_bh // H).to(tl.int64), (pid_bh % H).to(tl.int64)
+
+    @triton.jit
+    def _load_rows(base, rows, offs_d, stride_n, stride_d, ok):
+        """Rows ``rows`` [len(rows), HEAD_DIM] of the (b, h) matrix at ``base``, 0 where not ok."""
+        return tl.load(base + rows[:, None] * stride_n + offs_d[None, :] * stride_d,
+                       mask=ok[:, None], other=0.0)
+
+    @triton.jit
+    def _load_kv_block(k_base, v_base, cols, offs_d, stride_kn, stride_kd, stride_vn, stride_vd,
+                       N_CTX, MASKED: tl.constexpr):
+        """K and V rows ``cols`` [BLOCK_N, HEAD_DIM]; MASKED: rows past N_CTX read as 0."""
         k_ptrs = k_base + cols[:, None] * stride_kn + offs_d[None, :] * stride_kd
         v_ptrs = v_base + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd
         if MASKED:
@@ -133,9 +127,19 @@ if HAS_TRITON:
         else:
             k = tl.load(k_ptrs)
             v = tl.load(v_ptrs)
+        return k, v
+
+    @triton.jit
+    def _fwd_inner(acc, l_i, m_i, q, k_base, v_base, start_n, offs_n, offs_d,
+                   stride_kn, stride_kd, stride_vn, stride_vd, qk_scale, N_CTX,
+                   MASKED: tl.constexpr, DOT_PREC: tl.constexpr):
+        """One key block of the online softmax. MASKED: the block runs past N_CTX."""
+        cols = start_n + offs_n
+        k, v = _load_kv_block(k_base, v_base, cols, offs_d, stride_kn, stride_kd, stride_vn,
+                              stride_vd, N_CTX, MASKED=MASKED)
         s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * qk_scale  # [M, N] base-2 logits
         if MASKED:
-            s = tl.where(col_ok[None, :], s, float("-inf"))
+            s = tl.where((cols < N_CTX)[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
         alpha = tl.exp2(m_i - m_new)
         p = tl.exp2(s - m_new[:, None])
@@ -156,10 +160,7 @@ if HAS_TRITON:
         DOT_PREC: tl.constexpr,
     ):
         """grid = (cdiv(N, BLOCK_M), B * H). Writes O [B, H, N, D] and LSE2 [B*H, N] (fp32)."""
-        pid_m = tl.program_id(0)
-        pid_bh = tl.program_id(1)
-        off_b = (pid_bh // H).to(tl.int64)
-        off_h = (pid_bh % H).to(tl.int64)
+        pid_m, pid_bh, off_b, off_h = _program_ids(H)
         q_base = Q + off_b * stride_qb + off_h * stride_qh
         k_base = K + off_b * stride_kb + off_h * stride_kh
         v_base = V + off_b * stride_vb + off_h * stride_vh
@@ -170,8 +171,7 @@ if HAS_TRITON:
         offs_d = tl.arange(0, HEAD_DIM)
         row_ok = offs_m < N_CTX
 
-        q = tl.load(q_base + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd,
-                    mask=row_ok[:, None], other=0.0)
+        q = _load_rows(q_base, offs_m, offs_d, stride_qn, stride_qd, row_ok)
         m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
         l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
         acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
@@ -201,19 +201,14 @@ if HAS_TRITON:
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
     ):
         """delta[b*h, n] = sum_d dO * O (float32). grid = (cdiv(N, BLOCK_M), B * H)."""
-        pid_m = tl.program_id(0)
-        pid_bh = tl.program_id(1)
-        off_b = (pid_bh // H).to(tl.int64)
-        off_h = (pid_bh % H).to(tl.int64)
+        pid_m, pid_bh, off_b, off_h = _program_ids(H)
         offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_d = tl.arange(0, HEAD_DIM)
         row_ok = offs_m < N_CTX
-        o = tl.load(O + off_b * stride_ob + off_h * stride_oh
-                    + offs_m[:, None] * stride_on + offs_d[None, :] * stride_od,
-                    mask=row_ok[:, None], other=0.0).to(tl.float32)
-        do = tl.load(DO + off_b * stride_dob + off_h * stride_doh
-                     + offs_m[:, None] * stride_don + offs_d[None, :] * stride_dod,
-                     mask=row_ok[:, None], other=0.0).to(tl.float32)
+        o = _load_rows(O + off_b * stride_ob + off_h * stride_oh, offs_m, offs_d,
+                       stride_on, stride_od, row_ok).to(tl.float32)
+        do = _load_rows(DO + off_b * stride_dob + off_h * stride_doh, offs_m, offs_d,
+                        stride_don, stride_dod, row_ok).to(tl.float32)
         tl.store(DELTA + pid_bh.to(tl.int64) * N_CTX + offs_m, tl.sum(o * do, 1), mask=row_ok)
 
     @triton.jit
@@ -258,10 +253,7 @@ if HAS_TRITON:
         DOT_PREC: tl.constexpr,
     ):
         """grid = (cdiv(N, BLOCK_N), B * H): one key block per program, loop over queries."""
-        pid_n = tl.program_id(0)
-        pid_bh = tl.program_id(1)
-        off_b = (pid_bh // H).to(tl.int64)
-        off_h = (pid_bh % H).to(tl.int64)
+        pid_n, pid_bh, off_b, off_h = _program_ids(H)
         q_base = Q + off_b * stride_qb + off_h * stride_qh
         do_base = DO + off_b * stride_dob + off_h * stride_doh
         lse_base = LSE2 + pid_bh.to(tl.int64) * N_CTX
@@ -271,12 +263,10 @@ if HAS_TRITON:
         offs_m = tl.arange(0, BLOCK_M)
         offs_d = tl.arange(0, HEAD_DIM)
         col_ok = offs_n < N_CTX
-        k = tl.load(K + off_b * stride_kb + off_h * stride_kh
-                    + offs_n[:, None] * stride_kn + offs_d[None, :] * stride_kd,
-                    mask=col_ok[:, None], other=0.0)
-        v = tl.load(V + off_b * stride_vb + off_h * stride_vh
-                    + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd,
-                    mask=col_ok[:, None], other=0.0)
+        k = _load_rows(K + off_b * stride_kb + off_h * stride_kh, offs_n, offs_d,
+                       stride_kn, stride_kd, col_ok)
+        v = _load_rows(V + off_b * stride_vb + off_h * stride_vh, offs_n, offs_d,
+                       stride_vn, stride_vd, col_ok)
         dk = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
         dv = tl.zeros([BLOCK_N, HEAD_DIM], dtype=tl.float32)
         qk_scale = sm_scale * 1.4426950408889634
@@ -305,19 +295,12 @@ if HAS_TRITON:
                   MASKED: tl.constexpr, DOT_PREC: tl.constexpr):
         """One key block's contribution to a query block's dQ."""
         cols = start_n + offs_n
-        k_ptrs = k_base + cols[:, None] * stride_kn + offs_d[None, :] * stride_kd
-        v_ptrs = v_base + cols[:, None] * stride_vn + offs_d[None, :] * stride_vd
-        if MASKED:
-            col_ok = cols < N_CTX
-            k = tl.load(k_ptrs, mask=col_ok[:, None], other=0.0)
-            v = tl.load(v_ptrs, mask=col_ok[:, None], other=0.0)
-        else:
-            k = tl.load(k_ptrs)
-            v = tl.load(v_ptrs)
+        k, v = _load_kv_block(k_base, v_base, cols, offs_d, stride_kn, stride_kd, stride_vn,
+                              stride_vd, N_CTX, MASKED=MASKED)
         s = tl.dot(q, tl.trans(k), input_precision=DOT_PREC) * qk_scale  # [BLOCK_M, BLOCK_N]
         p = tl.exp2(s - lse2[:, None])
         if MASKED:
-            p = tl.where(col_ok[None, :], p, 0.0)
+            p = tl.where((cols < N_CTX)[None, :], p, 0.0)
         dp = tl.dot(do, tl.trans(v), input_precision=DOT_PREC)
         ds = p * (dp - delta[:, None])
         dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=DOT_PREC)
@@ -336,10 +319,7 @@ if HAS_TRITON:
         DOT_PREC: tl.constexpr,
     ):
         """grid = (cdiv(N, BLOCK_M), B * H): one query block per program, loop over keys."""
-        pid_m = tl.program_id(0)
-        pid_bh = tl.program_id(1)
-        off_b = (pid_bh // H).to(tl.int64)
-        off_h = (pid_bh % H).to(tl.int64)
+        pid_m, pid_bh, off_b, off_h = _program_ids(H)
         k_base = K + off_b * stride_kb + off_h * stride_kh
         v_base = V + off_b * stride_vb + off_h * stride_vh
 
@@ -347,12 +327,10 @@ if HAS_TRITON:
         offs_n = tl.arange(0, BLOCK_N)
         offs_d = tl.arange(0, HEAD_DIM)
         row_ok = offs_m < N_CTX
-        q = tl.load(Q + off_b * stride_qb + off_h * stride_qh
-                    + offs_m[:, None] * stride_qn + offs_d[None, :] * stride_qd,
-                    mask=row_ok[:, None], other=0.0)
-        do = tl.load(DO + off_b * stride_dob + off_h * stride_doh
-                     + offs_m[:, None] * stride_don + offs_d[None, :] * stride_dod,
-                     mask=row_ok[:, None], other=0.0)
+        q = _load_rows(Q + off_b * stride_qb + off_h * stride_qh, offs_m, offs_d,
+                       stride_qn, stride_qd, row_ok)
+        do = _load_rows(DO + off_b * stride_dob + off_h * stride_doh, offs_m, offs_d,
+                        stride_don, stride_dod, row_ok)
         lse2 = tl.load(LSE2 + pid_bh.to(tl.int64) * N_CTX + offs_m, mask=row_ok, other=0.0)
         delta = tl.load(DELTA + pid_bh.to(tl.int64) * N_CTX + offs_m, mask=row_ok, other=0.0)
         dq = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
@@ -378,43 +356,29 @@ if HAS_TRITON:
     # short list per kernel, keyed on (N, D, precision) and the argument dtypes; float32 inputs
     # (IEEE dots, 4-byte tiles) get their own smaller tiles. Configs that do not fit in shared
     # memory are skipped by the autotuner.
-    def _cfgs(fast, fp32):
-        out = []
-        for group, is_fp32 in ((fast, False), (fp32, True)):
-            for bm, bn, w, s in group:
-                c = triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-                c.ssast_fp32 = is_fp32
-                out.append(c)
-        return out
-
-    def _prune_by_precision(configs, named_args, **kwargs):
-        want_fp32 = {**named_args, **kwargs}.get("DOT_PREC") == "ieee"
-        kept = [c for c in configs if getattr(c, "ssast_fp32", want_fp32) == want_fp32]
-        return kept or list(configs)
-
     if not TRITON_INTERPRET:
         #                 (BLOCK_M, BLOCK_N, num_warps, num_stages)
-        _FWD_CONFIGS = _cfgs(
+        _FWD_CONFIGS = make_configs(
             [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3), (128, 32, 4, 4),
              (64, 128, 4, 3)],
             [(64, 32, 4, 2), (32, 32, 4, 2), (64, 64, 8, 2)])
-        _DKDV_CONFIGS = _cfgs(
+        _DKDV_CONFIGS = make_configs(
             [(32, 128, 8, 2), (32, 128, 4, 3), (64, 128, 8, 2), (32, 64, 4, 3), (64, 64, 4, 2),
              (16, 128, 8, 3)],
             [(32, 64, 4, 2), (16, 32, 4, 2), (32, 32, 4, 2)])
-        _DQ_CONFIGS = _cfgs(
+        _DQ_CONFIGS = make_configs(
             [(128, 32, 8, 2), (128, 32, 4, 3), (128, 64, 8, 2), (64, 32, 4, 3), (64, 64, 4, 2),
              (128, 16, 8, 3)],
             [(64, 32, 4, 2), (32, 16, 4, 2), (32, 32, 4, 2)])
         _PRE_BLOCK_M = 128
     else:
-        _FWD_CONFIGS = _cfgs([(32, 32, 4, 1)], [])
-        _DKDV_CONFIGS = _cfgs([(32, 32, 4, 1)], [])
-        _DQ_CONFIGS = _cfgs([(32, 32, 4, 1)], [])
+        _FWD_CONFIGS = make_configs([(32, 32, 4, 1)], [])
+        _DKDV_CONFIGS = make_configs([(32, 32, 4, 1)], [])
+        _DQ_CONFIGS = make_configs([(32, 32, 4, 1)], [])
         _PRE_BLOCK_M = 32
 
     _KEY = ["N_CTX", "HEAD_DIM", "DOT_PREC"]
-    _PRUNE = None if TRITON_INTERPRET else {"early_config_prune": _prune_by_precision}
+    _PRUNE = prune_configs_by(TRITON_INTERPRET)
     _attn_fwd = triton.autotune(_FWD_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(
         _attn_fwd_kernel)
     _attn_bwd_dkdv = triton.autotune(_DKDV_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(
@@ -433,19 +397,6 @@ else:  # pragma: no cover
     KERNELS = {}
 
 
-def _dot_precision(dtype: torch.dtype) -> str:
-    # float32 inputs: true fp32 products (eager torch does not use TF32 by default either).
-    return "ieee" if dtype == torch.float32 else "tf32"
-
-
-def _device_ctx(t: torch.Tensor):
-    if t.is_cuda:
-        return torch.cuda.device(t.device)
-    import contextlib
-
-    return contextlib.nullcontext()
-
-
 def _triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float):
     """Launch the forward kernel: returns (out [B, H, N, D] q.dtype, lse2 [B, H, N] fp32)."""
     B, H, N, D = q.shape
@@ -454,12 +405,12 @@ def _triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
     if out.numel() == 0:
         return out, lse2
     grid = lambda meta: (triton.cdiv(N, meta["BLOCK_M"]), B * H)  # noqa: E731
-    with _device_ctx(q):
+    with device_ctx(q):
         _attn_fwd[grid](
             q, k, v, out, lse2, float(scale),
             *q.stride(), *k.stride(), *v.stride(), *out.stride(),
             H, N,
-            HEAD_DIM=D, DOT_PREC=_dot_precision(q.dtype),
+            HEAD_DIM=D, DOT_PREC=dot_precision(q.dtype),
         )
     return out, lse2
 
@@ -477,8 +428,8 @@ def _triton_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torc
         do = do.to(q.dtype)
     delta = torch.empty((B, H, N), dtype=torch.float32, device=q.device)
     lse2 = lse2.contiguous()
-    prec = _dot_precision(q.dtype)
-    with _device_ctx(q):
+    prec = dot_precision(q.dtype)
+    with device_ctx(q):
         _attn_bwd_preprocess_kernel[(triton.cdiv(N, _PRE_BLOCK_M), B * H)](
             out, do, delta, *out.stride(), *do.stride(), H, N,
             HEAD_DIM=D, BLOCK_M=_PRE_BLOCK_M,
@@ -580,13 +531,12 @@ class FlashAttentionFunction(torch.autograd.Function):
 
 
 def _require_triton_runtime(q: torch.Tensor) -> None:
-    if not HAS_TRITON:
-        raise RuntimeError("backend='triton' needs the `triton` package, which is not installed")
-    if not q.is_cuda and not TRITON_INTERPRET:
-        raise ValueError(
-            f"backend='triton' needs CUDA tensors (got device {q.device}); on CPU set "
-            "TRITON_INTERPRET=1 before importing ssast_fast to run the kernel in Triton's "
-            "interpreter, or use backend='sdpa'/'eager'")
+    require_triton_runtime(
+        q, TRITON_INTERPRET,
+        missing="backend='triton' needs the `triton` package, which is not installed",
+        not_cuda="backend='triton' needs CUDA tensors (got device {device}); on CPU set "
+                 "TRITON_INTERPRET=1 before importing ssast_fast to run the kernel in Triton's "
+                 "interpreter, or use backend='sdpa'/'eager'")
 
 
 def _validate(q, k, v, same_dtype: bool = True) -> None:
@@ -611,9 +561,7 @@ def _validate(q, k, v, same_dtype: bool = True) -> None:
 
 
 def _validate_triton(q) -> None:
-    if q.dtype not in _TRITON_DTYPES:
-        raise TypeError(f"attention(backend='triton'): dtype {q.dtype} is not supported "
-                        "(float32, float16, bfloat16)")
+    check_triton_dtype(q.dtype, "attention(backend='triton')")
     D = q.shape[-1]
     if D not in SUPPORTED_HEAD_DIMS:
         raise ValueError(f"attention(backend='triton'): head dim D={D} is not supported "
@@ -648,7 +596,7 @@ def resolve_backend(q: torch.Tensor, backend: str = "auto") -> str:
         raise ValueError(f"attention: unknown backend {backend!r}; choose one of {BACKENDS}")
     if backend != "auto":
         return backend
-    if (HAS_TRITON and q.is_cuda and not TRITON_INTERPRET and q.dtype in _TRITON_DTYPES
+    if (HAS_TRITON and q.is_cuda and not TRITON_INTERPRET and q.dtype in TRITON_DTYPES
             and q.shape[-1] in SUPPORTED_HEAD_DIMS):
         return "triton"
     return "sdpa"

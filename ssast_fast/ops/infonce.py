@@ -50,32 +50,24 @@ The launcher is the torch custom op ``ssast_fast::infonce_fwd`` with a fake kern
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 
 import torch
 
-try:  # Triton is optional: without it only the torch backend exists.
-    import triton
-    import triton.language as tl
-
-    HAS_TRITON = True
-except ImportError:  # pragma: no cover - exercised only on machines without triton
-    triton = None
-    tl = None
-    HAS_TRITON = False
+# Triton is optional: without it only the torch backend exists.
+from ssast_fast.ops._triton_common import (HAS_TRITON, TRITON_DTYPES, check_triton_dtype,
+                                           device_ctx, dot_precision, interpret_flag,
+                                           make_configs, prune_configs_by,
+                                           require_triton_runtime, tl, triton)
 
 __all__ = ["infonce", "infonce_torch", "InfoNCEFunction", "resolve_backend", "BACKENDS",
            "HAS_TRITON", "TRITON_INTERPRET"]
 
 BACKENDS = ("auto", "triton", "torch")
-_TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 _MAX_D = 1024  # one [BLOCK, D] tile per operand is kept on chip
 
 # Triton decides at decoration time whether @triton.jit builds an interpreted function.
-TRITON_INTERPRET: bool = HAS_TRITON and os.environ.get("TRITON_INTERPRET", "0").lower() in (
-    "1", "true", "on", "yes")
+TRITON_INTERPRET: bool = HAS_TRITON and interpret_flag()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,6 +100,19 @@ if HAS_TRITON:
     _2_POW_M85 = tl.constexpr(2.0 ** -85)  # = 2^-149 (subnormal step) * 2^64
 
     @triton.jit
+    def _block_range(pid, BLOCK: tl.constexpr, n):
+        """Indices of block ``pid`` (``pid * BLOCK + arange(BLOCK)``) and which are < n."""
+        idx = pid * BLOCK + tl.arange(0, BLOCK)
+        return idx, idx < n
+
+    @triton.jit
+    def _load_tile(X, rows, row_ok, stride_r, offs_d, d_ok, stride_d):
+        """Rows ``rows`` of the [M, D] matrix at ``X`` -> [len(rows), BLOCK_D], zero outside
+        ``row_ok`` x ``d_ok``."""
+        return tl.load(X + rows[:, None] * stride_r + offs_d[None, :] * stride_d,
+                       mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+
+    @triton.jit
     def _infonce_rows_kernel(
         T, P, ROWMAX, LOGSUM, LOSS,
         stride_tb, stride_tm, stride_td,
@@ -118,23 +123,18 @@ if HAS_TRITON:
     ):
         """grid = (cdiv(M, BLOCK_M), B). With lse_i = logsumexp_j S_ij: ROWMAX[b, i] = max_j S_ij,
         LOGSUM[b, i] = lse_i - ROWMAX, LOSS[b, i] = lse_i - S_ii (float32 [B, M], contiguous)."""
-        pid_m = tl.program_id(0)
         b = tl.program_id(1).to(tl.int64)
-        rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        rows, row_ok = _block_range(tl.program_id(0), BLOCK_M, M)
         offs_n = tl.arange(0, BLOCK_N)
-        offs_d = tl.arange(0, BLOCK_D)
-        row_ok = rows < M
-        d_ok = offs_d < D
-        t = tl.load(T + b * stride_tb + rows[:, None] * stride_tm + offs_d[None, :] * stride_td,
-                    mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+        offs_d, d_ok = _block_range(0, BLOCK_D, D)
+        t = _load_tile(T + b * stride_tb, rows, row_ok, stride_tm, offs_d, d_ok, stride_td)
         m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
         l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
         diag = tl.zeros([BLOCK_M], dtype=tl.float32)
         for start_n in range(0, M, BLOCK_N):
             cols = start_n + offs_n
             col_ok = cols < M
-            p = tl.load(P + b * stride_pb + cols[:, None] * stride_pm + offs_d[None, :] * stride_pd,
-                        mask=col_ok[:, None] & d_ok[None, :], other=0.0)
+            p = _load_tile(P + b * stride_pb, cols, col_ok, stride_pm, offs_d, d_ok, stride_pd)
             s = tl.dot(t, tl.trans(p), input_precision=DOT_PREC)  # [BLOCK_M, BLOCK_N]
             s = tl.where(col_ok[None, :], s, float("-inf"))
             diag += tl.sum(tl.where(rows[:, None] == cols[None, :], s, 0.0), 1)
@@ -157,23 +157,18 @@ if HAS_TRITON:
     ):
         """grid = (cdiv(M, BLOCK_N), B). HIT[b, j] = (argmax_i softmax(S)[i, j] == j) (int8
         [B, M]); with COMPUTE_GRAD, DP[b, j] = d nce / d P_j (float32 [B, M, D], contiguous)."""
-        pid_n = tl.program_id(0)
         b = tl.program_id(1).to(tl.int64)
-        cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        cols, col_ok = _block_range(tl.program_id(0), BLOCK_N, M)
         offs_m = tl.arange(0, BLOCK_M)
-        offs_d = tl.arange(0, BLOCK_D)
-        col_ok = cols < M
-        d_ok = offs_d < D
-        p = tl.load(P + b * stride_pb + cols[:, None] * stride_pm + offs_d[None, :] * stride_pd,
-                    mask=col_ok[:, None] & d_ok[None, :], other=0.0)
+        offs_d, d_ok = _block_range(0, BLOCK_D, D)
+        p = _load_tile(P + b * stride_pb, cols, col_ok, stride_pm, offs_d, d_ok, stride_pd)
         best = tl.full([BLOCK_N], -1.0, dtype=tl.float32)
         arg = tl.zeros([BLOCK_N], dtype=tl.int32)
         acc = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
         for start_m in range(0, M, BLOCK_M):
             rows = start_m + offs_m
             row_ok = rows < M
-            t = tl.load(T + b * stride_tb + rows[:, None] * stride_tm + offs_d[None, :] * stride_td,
-                        mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+            t = _load_tile(T + b * stride_tb, rows, row_ok, stride_tm, offs_d, d_ok, stride_td)
             m_i = tl.load(ROWMAX + b * M + rows, mask=row_ok, other=0.0)
             log_l = tl.load(LOGSUM + b * M + rows, mask=row_ok, other=0.0)
             s = tl.dot(t, tl.trans(p), input_precision=DOT_PREC)
@@ -207,30 +202,19 @@ if HAS_TRITON:
     # -- launch configurations ----------------------------------------------------------------
     # The interpreter runs one small config. On a GPU a short list per kernel (untuned: no GPU
     # was available when this was written), half and float32 inputs with their own tiles.
-    def _cfgs(half, fp32):
-        out = []
-        for group, is_fp32 in ((half, False), (fp32, True)):
-            for bm, bn, w, s in group:
-                c = triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_warps=w, num_stages=s)
-                c.ssast_fp32 = is_fp32
-                out.append(c)
-        return out
-
-    def _prune_by_precision(configs, named_args, **kwargs):
-        want_fp32 = {**named_args, **kwargs}.get("DOT_PREC") == "ieee"
-        return [c for c in configs if c.ssast_fp32 == want_fp32] or list(configs)
-
     if TRITON_INTERPRET:
-        _ROWS_CONFIGS = _cfgs([(32, 32, 4, 1)], [])
-        _COLS_CONFIGS = _cfgs([(32, 32, 4, 1)], [])
+        _ROWS_CONFIGS = make_configs([(32, 32, 4, 1)], [])
+        _COLS_CONFIGS = make_configs([(32, 32, 4, 1)], [])
     else:
         #                   (BLOCK_M, BLOCK_N, num_warps, num_stages)
-        _ROWS_CONFIGS = _cfgs([(64, 64, 4, 3), (64, 32, 4, 3), (32, 64, 4, 3), (128, 64, 8, 3)],
-                              [(32, 32, 4, 2), (64, 32, 4, 2), (32, 64, 8, 2)])
-        _COLS_CONFIGS = _cfgs([(64, 64, 8, 2), (32, 64, 4, 2), (64, 32, 4, 2), (32, 32, 4, 3)],
-                              [(32, 32, 4, 2), (16, 32, 4, 2), (32, 64, 8, 2)])
+        _ROWS_CONFIGS = make_configs(
+            [(64, 64, 4, 3), (64, 32, 4, 3), (32, 64, 4, 3), (128, 64, 8, 3)],
+            [(32, 32, 4, 2), (64, 32, 4, 2), (32, 64, 8, 2)])
+        _COLS_CONFIGS = make_configs(
+            [(64, 64, 8, 2), (32, 64, 4, 2), (64, 32, 4, 2), (32, 32, 4, 3)],
+            [(32, 32, 4, 2), (16, 32, 4, 2), (32, 64, 8, 2)])
 
-    _PRUNE = None if TRITON_INTERPRET else {"early_config_prune": _prune_by_precision}
+    _PRUNE = prune_configs_by(TRITON_INTERPRET)
     _infonce_rows = triton.autotune(_ROWS_CONFIGS, key=["M", "D", "DOT_PREC"],
                                     prune_configs_by=_PRUNE)(_infonce_rows_kernel)
     _infonce_cols = triton.autotune(_COLS_CONFIGS, key=["M", "D", "DOT_PREC", "COMPUTE_GRAD"],
@@ -254,10 +238,9 @@ def _launch(targets: torch.Tensor, pred: torch.Tensor, compute_grad: bool
     loss = torch.empty((B, M), dtype=torch.float32, device=dev)
     hits = torch.empty((B, M), dtype=torch.int8, device=dev)
     dpred = torch.empty((B, M, D) if compute_grad else (0,), dtype=torch.float32, device=dev)
-    prec = "ieee" if pred.dtype == torch.float32 else "tf32"  # tf32: ignored for half inputs
+    prec = dot_precision(pred.dtype)
     block_d = max(16, triton.next_power_of_2(D))
-    ctx = torch.cuda.device(dev) if pred.is_cuda else contextlib.nullcontext()
-    with ctx:
+    with device_ctx(pred):
         _infonce_rows[lambda meta: (triton.cdiv(M, meta["BLOCK_M"]), B)](
             targets, pred, rowmax, logsum, loss, *targets.stride(), *pred.stride(), M,
             D=D, BLOCK_D=block_d, DOT_PREC=prec)
@@ -318,13 +301,11 @@ class InfoNCEFunction(torch.autograd.Function):
 
 
 def _require_triton_runtime(t: torch.Tensor) -> None:
-    if not HAS_TRITON:
-        raise RuntimeError("infonce(backend='triton') needs the `triton` package, which is not "
-                           "installed")
-    if not t.is_cuda and not TRITON_INTERPRET:
-        raise ValueError(f"infonce(backend='triton') needs CUDA tensors (got device {t.device}); "
-                         "on CPU set TRITON_INTERPRET=1 before importing ssast_fast, or use "
-                         "backend='torch'")
+    require_triton_runtime(
+        t, TRITON_INTERPRET,
+        missing="infonce(backend='triton') needs the `triton` package, which is not installed",
+        not_cuda="infonce(backend='triton') needs CUDA tensors (got device {device}); on CPU set "
+                 "TRITON_INTERPRET=1 before importing ssast_fast, or use backend='torch'")
 
 
 def _validate(targets: torch.Tensor, pred: torch.Tensor) -> None:
@@ -343,9 +324,7 @@ def _validate(targets: torch.Tensor, pred: torch.Tensor) -> None:
 
 
 def _validate_triton(targets: torch.Tensor, pred: torch.Tensor) -> None:
-    if pred.dtype not in _TRITON_DTYPES:
-        raise TypeError(f"infonce(backend='triton'): dtype {pred.dtype} is not supported "
-                        "(float32, float16, bfloat16)")
+    check_triton_dtype(pred.dtype, "infonce(backend='triton')")
     if pred.shape[-1] > _MAX_D:
         raise ValueError(f"infonce(backend='triton'): D={pred.shape[-1]} > {_MAX_D} is not "
                          "supported")
@@ -361,7 +340,7 @@ def resolve_backend(pred: torch.Tensor, backend: str = "auto") -> str:
         raise ValueError(f"infonce: unknown backend {backend!r}; choose one of {BACKENDS}")
     if backend != "auto":
         return backend
-    ok = HAS_TRITON and pred.is_cuda and not TRITON_INTERPRET and pred.dtype in _TRITON_DTYPES
+    ok = HAS_TRITON and pred.is_cuda and not TRITON_INTERPRET and pred.dtype in TRITON_DTYPES
     return "triton" if ok and pred.shape[-1] <= _MAX_D else "torch"
 
 
