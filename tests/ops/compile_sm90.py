@@ -14,6 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from triton_compile import INTERPRETER_MESSAGE, compile_kernel, report_compiled  # noqa: E402
+
 _PTR = {"float16": "*fp16", "bfloat16": "*bf16", "float32": "*fp32"}
 _STRIDES = ("b", "h", "n", "d")
 
@@ -22,15 +24,6 @@ def _strides(prefix: str) -> dict:
     # The last-dim stride is 1 in practice; Triton's JIT specializes integer 1s as constants,
     # so compile that variant.
     return {f"stride_{prefix}{s}": "i32" for s in _STRIDES[:3]} | {f"stride_{prefix}d": "constexpr"}
-
-
-def _divisibility_attrs(kernel, sig: dict) -> dict:
-    """What the JIT infers at launch for the model's tensors: pointers 16-byte aligned and the
-    batch/head/row strides multiples of 16 (D in {32, 64, 128}; qkv views have 3*H*D). N_CTX
-    and H stay unconstrained. Without these hints loads are not vectorized or pipelined."""
-    hint = lambda k, t: t.startswith("*") or (k.startswith("stride_") and t == "i32")  # noqa
-    return {(kernel.arg_names.index(k),): [["tt.divisibility", 16]]
-            for k, t in sig.items() if hint(k, t)}
 
 
 def _kernel_specs(dtype: str, head_dim: int, blocks: dict) -> list:
@@ -75,22 +68,18 @@ def main(argv=None) -> int:
                     help="compile every autotune config (default: the first of each list)")
     args = ap.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
-        print("unset TRITON_INTERPRET to compile", file=sys.stderr)
+        print(INTERPRETER_MESSAGE, file=sys.stderr)
         return 2
 
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     from ssast_fast.ops import attention as A
+    from ssast_fast.ops._triton_common import prune_by_precision
 
-    target = GPUTarget("cuda", args.arch, 32)
     n_cfg = None if args.all_configs else 1
     n_ok = 0
     for dtype in args.dtypes.split(","):
         # The configs the autotuner would try for this precision (first one unless --all-configs).
         prec = {"DOT_PREC": "ieee" if dtype == "float32" else "tf32"}
-        cfg_lists = {name: A._prune_by_precision(cfgs, {}, **prec)[:n_cfg] for name, cfgs in
+        cfg_lists = {name: prune_by_precision(cfgs, {}, **prec)[:n_cfg] for name, cfgs in
                      (("fwd", A._FWD_CONFIGS), ("bwd_dkdv", A._DKDV_CONFIGS),
                       ("bwd_dq", A._DQ_CONFIGS))}
         for head_dim in (int(x) for x in args.head_dims.split(",")):
@@ -105,9 +94,9 @@ def main(argv=None) -> int:
                     opts = ({"num_warps": cfg.num_warps, "num_stages": cfg.num_stages}
                             if cfg is not None else {"num_warps": 4})
                     t0 = time.perf_counter()
-                    src = ASTSource(fn=A.KERNELS[name], signature=sig, constexprs=consts,
-                                    attrs=_divisibility_attrs(A.KERNELS[name], sig))
-                    compiled = triton.compile(src, target=target, options=opts)
+                    # The JIT's launch-time hints for the model's tensors: batch/head/row
+                    # strides are multiples of 16 (D in {32, 64, 128}; qkv views have 3*H*D).
+                    compiled = compile_kernel(A.KERNELS[name], sig, consts, args.arch, opts)
                     cubin = compiled.asm["cubin"]
                     n_regs = getattr(compiled, "n_regs", None)
                     print(f"sm_{args.arch} {name:15s} {dtype:9s} D={head_dim:<3d} "
@@ -115,8 +104,7 @@ def main(argv=None) -> int:
                           f"{opts} cubin={len(cubin)}B shared={compiled.metadata.shared}B "
                           f"({time.perf_counter() - t0:.1f}s)", flush=True)
                     n_ok += 1
-    print(f"OK: {n_ok} kernels compiled for sm_{args.arch}")
-    return 0
+    return report_compiled(n_ok, args.arch)
 
 
 if __name__ == "__main__":

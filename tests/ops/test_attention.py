@@ -3,18 +3,14 @@ eager reference, the torch backends, validation, the custom-op / torch.compile i
 an sm_90 compile check of every kernel."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from triton_compile import (REPO, check_compile_script, check_gpu_suite_dry_run,
+                            check_without_triton)
 
 from ssast_fast.ops import attention as A
 from ssast_fast.ops.attention import attention
 
-REPO = Path(__file__).resolve().parents[2]
 needs_triton = pytest.mark.skipif(not A.HAS_TRITON, reason="triton is not installed")
 # Where the Triton kernel can run in this process: CPU tensors under the interpreter, else CUDA.
 KERNEL_DEVICE = "cpu" if A.TRITON_INTERPRET else "cuda"
@@ -232,27 +228,13 @@ def test_triton_backend_on_cpu_without_interpreter_is_a_clear_error(monkeypatch)
 
 
 def test_import_and_torch_backends_without_triton():
-    code = (
-        "import sys, torch\n"
-        "sys.modules['triton'] = None\n"  # makes `import triton` raise ImportError
-        "sys.modules['triton.language'] = None\n"
+    check_without_triton(
         "from ssast_fast.ops.attention import attention, HAS_TRITON, resolve_backend\n"
         "assert not HAS_TRITON\n"
         "q = torch.randn(1, 2, 5, 32)\n"
         "assert resolve_backend(q) == 'sdpa'\n"
-        "attention(q, q, q)\n"
-        "try:\n"
-        "    attention(q, q, q, backend='triton')\n"
-        "except RuntimeError as e:\n"
-        "    assert 'triton' in str(e)\n"
-        "else:\n"
-        "    raise SystemExit('no error')\n"
-        "print('ok')\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         cwd=REPO, timeout=120)
-    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
+        "attention(q, q, q)",
+        "attention(q, q, q, backend='triton')")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,13 +252,11 @@ def test_opcheck_custom_ops():
                           (do, q, k, v, out, lse2, 0.25))
 
 
-@needs_kernel_device
-@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
-def test_torch_compile_fullgraph(dynamic):
-    """fullgraph=True: no graph break; aot_eager traces the forward and backward through the
-    fake kernels and runs the real ones."""
+def _check_compiled_block(B: int, seed: int, **compile_kwargs) -> None:
+    """torch.compile(fullgraph=True, **compile_kwargs) of a block around attention(backend=
+    "triton") gives the eager block's output and gradients (to 1e-6)."""
     torch._dynamo.reset()
-    q, k, v, do = (t.float().to(KERNEL_DEVICE) for t in _inputs(2, 2, 21, 32, seed=4))
+    q, k, v, do = (t.float().to(KERNEL_DEVICE) for t in _inputs(B, 2, 21, 32, seed=seed))
 
     def block(q, k, v):
         return attention(q * 1.5, k, v, backend="triton").relu()
@@ -287,9 +267,17 @@ def test_torch_compile_fullgraph(dynamic):
         out.backward(do)
         return [out.detach(), *(t.grad for t in leaves)]
 
-    compiled = torch.compile(block, fullgraph=True, backend="aot_eager", dynamic=dynamic)
+    compiled = torch.compile(block, fullgraph=True, **compile_kwargs)
     for a, b in zip(run(compiled), run(block)):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
+@needs_kernel_device
+@pytest.mark.parametrize("dynamic", [False, True], ids=["static", "dynamic"])
+def test_torch_compile_fullgraph(dynamic):
+    """fullgraph=True: no graph break; aot_eager traces the forward and backward through the
+    fake kernels and runs the real ones."""
+    _check_compiled_block(2, seed=4, backend="aot_eager", dynamic=dynamic)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,47 +287,22 @@ def test_torch_compile_fullgraph(dynamic):
 
 @needs_triton
 def test_kernels_compile_for_sm90():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(REPO)
-    res = subprocess.run(
-        [sys.executable, str(REPO / "tests" / "ops" / "compile_sm90.py"), "--arch", "90",
-         "--dtypes", "float16,bfloat16,float32", "--head-dims", "64"],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
-    assert "OK: 12 kernels compiled for sm_90" in res.stdout, res.stdout
+    check_compile_script(
+        [str(REPO / "tests" / "ops" / "compile_sm90.py"), "--arch", "90",
+         "--dtypes", "float16,bfloat16,float32", "--head-dims", "64"], n_kernels=12, timeout=300)
 
 
 @needs_kernel_device
 @pytest.mark.slow
 def test_torch_compile_inductor_fullgraph():
     """The default (inductor) backend also compiles around the op without graph breaks."""
-    torch._dynamo.reset()
-    q, k, v, do = (t.float().to(KERNEL_DEVICE) for t in _inputs(1, 2, 21, 32, seed=6))
-
-    def block(q, k, v):
-        return attention(q * 1.5, k, v, backend="triton").relu()
-
-    def run(fn):
-        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-        out = fn(*leaves)
-        out.backward(do)
-        return [out.detach(), *(t.grad for t in leaves)]
-
-    compiled = torch.compile(block, fullgraph=True)
-    for a, b in zip(run(compiled), run(block)):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+    _check_compiled_block(1, seed=6)
 
 
 @needs_triton
 def test_gpu_suite_attention_sections_dry_run():
     """benchmarks/gpu_suite.py's attention sections run end to end on CPU (interpreter)."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    res = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "gpu_suite.py"), "--dry-run", "--only",
-         "attention/"], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
-    assert "attention/parity" in res.stdout and "attention/bench" in res.stdout
-    assert "all sections passed" in res.stdout
+    check_gpu_suite_dry_run("attention")
 
 
 @needs_kernel_device

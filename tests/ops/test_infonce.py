@@ -7,15 +7,14 @@ Run as a script (TRITON_INTERPRET unset) it compiles every kernel config for a C
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from triton_compile import (INTERPRETER_MESSAGE, REPO, check_compile_script,
+                            check_gpu_suite_dry_run, check_without_triton, compile_kernel,
+                            report_compiled)
 
-REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # when run as a script
 
 from ssast_fast.ops import infonce as I  # noqa: E402
@@ -333,24 +332,11 @@ def test_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):
 
 
 def test_import_and_torch_backend_without_triton():
-    code = (
-        "import sys, torch\n"
-        "sys.modules['triton'] = None\n"  # makes `import triton` raise ImportError
-        "sys.modules['triton.language'] = None\n"
+    check_without_triton(
         "from ssast_fast.ops.infonce import infonce, HAS_TRITON\n"
         "t = torch.randn(2, 6, 16)\n"
-        "assert not HAS_TRITON and infonce(t, t)[1] > 0\n"
-        "try:\n"
-        "    infonce(t, t, backend='triton')\n"
-        "except RuntimeError as e:\n"
-        "    assert 'triton' in str(e)\n"
-        "else:\n"
-        "    raise SystemExit('no error')\n"
-        "print('ok')\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO, timeout=120)
-    assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-3000:]
+        "assert not HAS_TRITON and infonce(t, t)[1] > 0",
+        "infonce(t, t, backend='triton')")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,29 +344,14 @@ def test_import_and_torch_backend_without_triton():
 # ---------------------------------------------------------------------------------------------
 
 
-def _env_without_interpreter() -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(REPO)
-    return env
-
-
 @needs_triton
 def test_kernels_compile_for_sm90():
-    res = subprocess.run([sys.executable, __file__, "--arch", "90"], capture_output=True,
-                         text=True, env=_env_without_interpreter(), cwd=REPO, timeout=600)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
-    assert "OK: 9 kernels compiled for sm_90" in res.stdout, res.stdout
+    check_compile_script([__file__, "--arch", "90"], n_kernels=9, timeout=600)
 
 
 @needs_triton
 def test_gpu_suite_infonce_sections_dry_run():
-    res = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "gpu_suite.py"), "--dry-run", "--only",
-         "infonce/"], capture_output=True, text=True, env=_env_without_interpreter(), cwd=REPO,
-        timeout=300)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
-    assert "infonce/parity" in res.stdout and "infonce/bench" in res.stdout
-    assert "all sections passed" in res.stdout
+    check_gpu_suite_dry_run("infonce")
 
 
 def _compile_main(argv: list[str]) -> int:
@@ -396,17 +367,15 @@ def _compile_main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     arch = args.arch
     if I.TRITON_INTERPRET:
-        print("unset TRITON_INTERPRET to compile", file=sys.stderr)
+        print(INTERPRETER_MESSAGE, file=sys.stderr)
         return 2
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
+    from ssast_fast.ops._triton_common import prune_by_precision
 
     strides = {f"stride_{t}{s}": "i32" for t in "tp" for s in "bm"}
     n = 0
     for ptr, prec in (("*fp32", "ieee"), ("*fp16", "tf32"), ("*bf16", "tf32")):
         for name, grads in (("rows", (None,)), ("cols", (True, False))):
-            cfgs = I._prune_by_precision(I.CONFIGS[name], {}, DOT_PREC=prec)
+            cfgs = prune_by_precision(I.CONFIGS[name], {}, DOT_PREC=prec)
             for cfg in cfgs if args.all_configs else cfgs[:1]:
                 for grad in grads:
                     sig = {"T": ptr, "P": ptr, "ROWMAX": "*fp32", "LOGSUM": "*fp32"}
@@ -420,21 +389,16 @@ def _compile_main(argv: list[str]) -> int:
                     t0 = time.perf_counter()
                     # As the JIT specializes the model's tensors: 16-byte aligned pointers,
                     # batch / row strides multiples of 16 (D = 256); M unconstrained.
-                    attrs = {(I.KERNELS[name].arg_names.index(k),): [["tt.divisibility", 16]]
-                             for k, v in sig.items() if v.startswith("*") or k in strides}
-                    compiled = triton.compile(
-                        ASTSource(fn=I.KERNELS[name], signature=sig, constexprs=consts,
-                                  attrs=attrs),
-                        target=GPUTarget("cuda", arch, 32),
-                        options={"num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
+                    compiled = compile_kernel(
+                        I.KERNELS[name], sig, consts, arch,
+                        {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
                     shared = compiled.metadata.shared
                     assert compiled.asm["cubin"] and shared <= 227 * 1024, shared
                     print(f"sm_{arch} {name} {ptr[1:]:5s} grad={grad!s:5s} {cfg.kwargs} "
                           f"warps={cfg.num_warps} stages={cfg.num_stages} shared={shared}B "
                           f"({time.perf_counter() - t0:.1f}s)", flush=True)
                     n += 1
-    print(f"OK: {n} kernels compiled for sm_{arch}")
-    return 0
+    return report_compiled(n, arch)
 
 
 if __name__ == "__main__":
