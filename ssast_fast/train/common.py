@@ -18,10 +18,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from ssast_fast.checkpoint import (atomic_torch_save, is_training_checkpoint, load_reference,
-                                   load_training_checkpoint, save_reference, save_training_checkpoint)
+from ssast_fast.checkpoint import (atomic_torch_save, capture_rng_state, is_training_checkpoint,
+                                   load_reference, load_training_checkpoint, restore_rng_state,
+                                   save_reference, save_training_checkpoint)
 from ssast_fast.data import AudioDataset, LabelMap, add_noise, collate, load_label_csv
-from ssast_fast.train.distributed import DistInfo
+from ssast_fast.train.distributed import DistInfo, all_gather_objects, init_distributed, wrap_ddp
 
 log = logging.getLogger("ssast_fast.train")
 
@@ -173,6 +174,15 @@ def make_loader(ds: AudioDataset, args: Namespace, info: DistInfo, *, train: boo
     return DataLoader(ds, batch_size=batch_size, sampler=indices, num_workers=args.num_workers,
                       collate_fn=collate, drop_last=train, pin_memory=info.device.type == "cuda",
                       generator=torch.Generator().manual_seed(args.seed + epoch))
+
+
+def epoch_batches(ds: AudioDataset, args: Namespace, info: DistInfo, *, epoch: int, batches_done: int,
+                  per_epoch: int, stage: str):
+    """This rank's training batches of epoch ``epoch`` from batch ``batches_done`` on
+    (:func:`make_loader`), behind a progress bar on rank 0 with ``--progress``."""
+    loader = make_loader(ds, args, info, train=True, epoch=epoch, batch_size=args.batch_size,
+                         skip_batches=batches_done)
+    return progress(loader, per_epoch - batches_done, info.is_main and args.progress, f"{stage} epoch {epoch + 1}")
 
 
 def steps_per_epoch(ds: AudioDataset, info: DistInfo, batch_size: int) -> int:
@@ -352,6 +362,85 @@ def resume_path(args: Namespace) -> str | None:
     return r
 
 
+def start_run(args: Namespace) -> DistInfo:
+    """A training run's first steps: the process group (:func:`init_distributed`), ``--exp-dir``
+    created on rank 0, every RNG seeded (:func:`seed_everything`, ``seed + rank``)."""
+    info = init_distributed(args.device)
+    if info.is_main:
+        os.makedirs(args.exp_dir, exist_ok=True)
+    seed_everything(args.seed, info.rank)
+    return info
+
+
+def build_data(args: Namespace, info: DistInfo, labels: LabelMap) -> tuple[AudioDataset, AudioDataset, nn.Module, nn.Module]:
+    """``(train set, validation set, train frontend, validation frontend)``, frontends on the
+    run's device; the validation set defaults to the training data."""
+    train_ds = build_dataset(args, args.data_train, True, labels)
+    val_ds = build_dataset(args, args.data_val or args.data_train, False, labels)
+    frontend = build_frontend(args, True).to(info.device)
+    val_frontend = build_frontend(args, False).to(info.device)
+    return train_ds, val_ds, frontend, val_frontend
+
+
+def load_resume_checkpoint(args: Namespace) -> tuple[str | None, dict | None]:
+    """``(path, checkpoint)`` to resume from (:func:`resume_path`), its config checked against
+    ``args`` (:func:`check_resume_config`); ``(None, None)`` for a fresh run."""
+    path = resume_path(args)
+    if not path:
+        return None, None
+    ck = load_training_checkpoint(path)
+    check_resume_config(ck["config"], args)
+    return path, ck
+
+
+def resume_or_start(ck: dict | None, path: str | None, args: Namespace, config: dict, optimizer,
+                    scheduler, info: DistInfo, mlog: MetricsLog, fresh_extra: dict) -> tuple[int, int, dict]:
+    """The loop state ``(step, epoch, extra)`` to start from.
+
+    Resuming (``ck`` from :func:`load_resume_checkpoint`; the model's weights are the caller's
+    business): optimizer and scheduler states, this rank's RNG streams (``extra["rank_rng"]``
+    of a multi-process run, else the saved ones), metrics logged after the saved step dropped,
+    a line on rank 0; ``extra`` is the checkpoint's. A fresh run: rank 0 writes
+    ``config.json``; ``(0, 0, fresh_extra)``.
+    """
+    if ck is None:
+        if info.is_main:
+            write_json(os.path.join(args.exp_dir, "config.json"), config)
+        return 0, 0, fresh_extra
+    optimizer.load_state_dict(ck["optimizer"])
+    scheduler.load_state_dict(ck["scheduler"])
+    step, epoch, extra = ck["step"], ck["epoch"], ck["extra"]
+    restore_rng_state(extra.get("rank_rng", {}).get(info.rank, ck["rng"]) if info.enabled else ck["rng"])
+    mlog.truncate_after(step)
+    if info.is_main:
+        print(f"resumed from {path}: step {step}, epoch {epoch + 1}, batch {extra['batches_done']}", flush=True)
+    return step, epoch, extra
+
+
+def prepare_training(model: nn.Module, train_ds: AudioDataset, args: Namespace,
+                     info: DistInfo) -> tuple[nn.Module, "Checkpointer", int]:
+    """``(net, checkpointer, steps per epoch)``: ``net`` is the model's :class:`TaskModule`,
+    compiled with ``--compile``, wrapped in DDP when distributed. Raises ValueError when the
+    training set has fewer clips than one batch per process."""
+    net = torch.compile(TaskModule(model)) if args.compile else TaskModule(model)
+    net = wrap_ddp(net, info)
+    ckpt = Checkpointer(args.exp_dir, info.is_main)
+    per_epoch = steps_per_epoch(train_ds, info, args.batch_size)
+    if per_epoch == 0:
+        raise ValueError(f"{args.data_train}: fewer clips than one batch ({args.batch_size} per process)")
+    return net, ckpt, per_epoch
+
+
+def checkpoint_extra(info: DistInfo, **loop_state) -> dict:
+    """The ``extra`` of a training checkpoint: ``loop_state`` (batches done, best metric, ...)
+    and, in a multi-process run, every rank's RNG streams (masks, SpecAugment) under
+    ``"rank_rng"`` for an exact resume. Collective: every rank must call it."""
+    extra = dict(loop_state)
+    if info.enabled:
+        extra["rank_rng"] = dict(enumerate(all_gather_objects(capture_rng_state(), info)))
+    return extra
+
+
 class Checkpointer:
     """Writes ``checkpoints/last.pt`` / ``best.pt`` (training format) and the reference-format
     exports ``models/audio_model.pth`` / ``models/best_audio_model.pth``; rank 0 only."""
@@ -392,7 +481,7 @@ def iterate(loader) -> Iterator[dict]:
 
 
 __all__ = ["Checkpointer", "MetricsLog", "TaskModule", "Throughput", "atomic_torch_save", "autocast",
-           "build_dataset", "build_finetune_model", "build_frontend", "build_pretrain_model", "check_resume_config",
-           "config_dict", "label_map", "load_weights", "make_loader", "model_from_weights", "model_input",
-           "plot_curves", "plot_mask", "print_summary", "progress", "resume_path", "seed_everything",
-           "steps_per_epoch", "write_json"]
+           "build_data", "build_dataset", "build_finetune_model", "build_frontend", "build_pretrain_model", "check_resume_config",
+           "checkpoint_extra", "config_dict", "epoch_batches", "label_map", "load_resume_checkpoint", "load_weights", "make_loader",
+           "model_from_weights", "model_input", "plot_curves", "plot_mask", "prepare_training", "print_summary",
+           "progress", "resume_or_start", "resume_path", "seed_everything", "start_run", "steps_per_epoch", "write_json"]

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ssast_fast.checkpoint import capture_rng_state, load_training_checkpoint, restore_rng_state
+from ssast_fast.checkpoint import load_training_checkpoint
 from ssast_fast.train import common as C
-from ssast_fast.train.distributed import all_gather_objects, all_reduce_mean, init_distributed, shutdown, wrap_ddp
+from ssast_fast.train.distributed import all_gather_objects, all_reduce_mean, shutdown
 from ssast_fast.train.metrics import calculate_stats
 from ssast_fast.train.pretrain import warmup_lr
 
@@ -90,23 +90,15 @@ def evaluate(net, ds, frontend, args: Namespace, info) -> dict:
 
 def finetune(args: Namespace) -> dict:
     """Run (or resume) fine-tuning as configured by ``args`` -> summary dict."""
-    info = init_distributed(args.device)
+    info = C.start_run(args)
     main = info.is_main
-    if main:
-        os.makedirs(args.exp_dir, exist_ok=True)
-    C.seed_everything(args.seed, info.rank)
     labels = C.label_map(args)
     if len(labels) != args.n_class:
         raise ValueError(f"--label-csv lists {len(labels)} classes but --n_class is {args.n_class}")
-    train_ds = C.build_dataset(args, args.data_train, True, labels)
-    val_ds = C.build_dataset(args, args.data_val or args.data_train, False, labels)
-    frontend = C.build_frontend(args, True).to(info.device)
-    val_frontend = C.build_frontend(args, False).to(info.device)
+    train_ds, val_ds, frontend, val_frontend = C.build_data(args, info, labels)
 
-    ckpt_path = C.resume_path(args)
-    ck = load_training_checkpoint(ckpt_path) if ckpt_path else None
+    ckpt_path, ck = C.load_resume_checkpoint(args)
     if ck is not None:
-        C.check_resume_config(ck["config"], args)
         model = C.model_from_weights(ck["model"], args).to(info.device)
     else:
         model = C.build_finetune_model(args, args.pretrained_mdl_path).to(info.device)
@@ -116,32 +108,15 @@ def finetune(args: Namespace) -> dict:
         optimizer, list(range(args.lrscheduler_start, 1000, args.lrscheduler_step)), gamma=args.lrscheduler_decay)
     crit = loss_fn(args.loss)
     config = C.config_dict(args)
-    step, epoch, batches_done, best, best_epoch = 0, 0, 0, -math.inf, 0
     mlog = C.MetricsLog(args.exp_dir, main)
-    if ck is not None:
-        optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"])
-        step, epoch = ck["step"], ck["epoch"]
-        ex = ck["extra"]
-        batches_done, best, best_epoch = ex["batches_done"], ex["best"], ex["best_epoch"]
-        restore_rng_state(ex.get("rank_rng", {}).get(info.rank, ck["rng"]) if info.enabled else ck["rng"])
-        mlog.truncate_after(step)
-        if main:
-            print(f"resumed from {ckpt_path}: step {step}, epoch {epoch + 1}, batch {batches_done}", flush=True)
-    elif main:
-        C.write_json(os.path.join(args.exp_dir, "config.json"), config)
+    step, epoch, ex = C.resume_or_start(ck, ckpt_path, args, config, optimizer, scheduler, info, mlog,
+                                        {"batches_done": 0, "best": -math.inf, "best_epoch": 0})
+    batches_done, best, best_epoch = ex["batches_done"], ex["best"], ex["best_epoch"]
 
-    net = torch.compile(C.TaskModule(model)) if args.compile else C.TaskModule(model)
-    net = wrap_ddp(net, info)
-    ckpt = C.Checkpointer(args.exp_dir, main)
-    per_epoch = C.steps_per_epoch(train_ds, info, args.batch_size)
-    if per_epoch == 0:
-        raise ValueError(f"{args.data_train}: fewer clips than one batch ({args.batch_size} per process)")
+    net, ckpt, per_epoch = C.prepare_training(model, train_ds, args, info)
 
     def save(which: str, ep: int, bdone: int) -> None:
-        extra = {"batches_done": bdone, "best": best, "best_epoch": best_epoch}
-        if info.enabled:
-            extra["rank_rng"] = dict(enumerate(all_gather_objects(capture_rng_state(), info)))
+        extra = C.checkpoint_extra(info, batches_done=bdone, best=best, best_epoch=best_epoch)
         ckpt.save(which, model, optimizer, scheduler, step, ep, config, extra)
 
     skipped_total, clips_total, t_start = 0, 0, time.perf_counter()
@@ -149,9 +124,8 @@ def finetune(args: Namespace) -> dict:
     loss_sum, loss_n, last_stats = 0.0, 0, {}
     net.train()
     while epoch < args.n_epochs:
-        loader = C.make_loader(train_ds, args, info, train=True, epoch=epoch, batch_size=args.batch_size,
-                               skip_batches=batches_done)
-        bar = C.progress(loader, per_epoch - batches_done, main and args.progress, f"finetune epoch {epoch + 1}")
+        bar = C.epoch_batches(train_ds, args, info, epoch=epoch, batches_done=batches_done,
+                              per_epoch=per_epoch, stage="finetune")
         for batch in bar:
             skipped_total += len(batch["skipped"])
             if args.warmup:

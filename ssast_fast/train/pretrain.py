@@ -20,9 +20,8 @@ from argparse import Namespace
 import numpy as np
 import torch
 
-from ssast_fast.checkpoint import capture_rng_state, load_training_checkpoint, restore_rng_state
 from ssast_fast.train import common as C
-from ssast_fast.train.distributed import all_gather_objects, all_reduce_mean, init_distributed, shutdown, wrap_ddp
+from ssast_fast.train.distributed import all_reduce_mean, shutdown
 
 log = logging.getLogger("ssast_fast.train")
 VAL_MASK_PATCH = 400
@@ -75,16 +74,10 @@ def validate(net, loader, frontend, args: Namespace, info, mask_patch: int, clus
 
 def pretrain(args: Namespace) -> dict:
     """Run (or resume) pretraining as configured by ``args`` (the CLI's namespace) -> summary dict."""
-    info = init_distributed(args.device)
+    info = C.start_run(args)
     main = info.is_main
-    if main:
-        os.makedirs(args.exp_dir, exist_ok=True)
-    C.seed_everything(args.seed, info.rank)
     labels = C.label_map(args)
-    train_ds = C.build_dataset(args, args.data_train, True, labels)
-    val_ds = C.build_dataset(args, args.data_val or args.data_train, False, labels)
-    frontend = C.build_frontend(args, True).to(info.device)
-    val_frontend = C.build_frontend(args, False).to(info.device)
+    train_ds, val_ds, frontend, val_frontend = C.build_data(args, info, labels)
 
     model = C.build_pretrain_model(args).to(info.device)
     cluster = args.num_mel_bins != args.fshape  # reference rule: frame masking when patches span all bins
@@ -93,47 +86,28 @@ def pretrain(args: Namespace) -> dict:
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=args.lr_patience)
 
     config = C.config_dict(args)
-    step, epoch, batches_done, best, best_step = 0, 0, 0, -math.inf, 0
     mlog = C.MetricsLog(args.exp_dir, main)
-    ckpt_path = C.resume_path(args)
-    if ckpt_path:
-        ck = load_training_checkpoint(ckpt_path)
-        C.check_resume_config(ck["config"], args)
+    ckpt_path, ck = C.load_resume_checkpoint(args)
+    if ck is not None:
         model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"])
-        step, epoch = ck["step"], ck["epoch"]
-        batches_done, best, best_step = ck["extra"]["batches_done"], ck["extra"]["best"], ck["extra"]["best_step"]
-        rng = ck["extra"].get("rank_rng", {}).get(info.rank, ck["rng"]) if info.enabled else ck["rng"]
-        restore_rng_state(rng)
-        mlog.truncate_after(step)
-        if main:
-            print(f"resumed from {ckpt_path}: step {step}, epoch {epoch + 1}, batch {batches_done}", flush=True)
-    elif main:
-        C.write_json(os.path.join(args.exp_dir, "config.json"), config)
+    step, epoch, ex = C.resume_or_start(ck, ckpt_path, args, config, optimizer, scheduler, info, mlog,
+                                        {"batches_done": 0, "best": -math.inf, "best_step": 0})
+    batches_done, best, best_step = ex["batches_done"], ex["best"], ex["best_step"]
 
-    net = torch.compile(C.TaskModule(model)) if args.compile else C.TaskModule(model)
-    net = wrap_ddp(net, info)
-    ckpt = C.Checkpointer(args.exp_dir, main)
-    per_epoch = C.steps_per_epoch(train_ds, info, args.batch_size)
-    if per_epoch == 0:
-        raise ValueError(f"{args.data_train}: fewer clips than one batch ({args.batch_size} per process)")
+    net, ckpt, per_epoch = C.prepare_training(model, train_ds, args, info)
     skipped_total, t_start, clips_total = 0, time.perf_counter(), 0
     meter = C.Throughput()
     acc_sum = {"loss": 0.0, "acc": 0.0, "nce": 0.0, "mse": 0.0, "n": 0}
     last_val: dict = {}
 
     def save(which: str, ep: int, bdone: int) -> None:
-        extra = {"batches_done": bdone, "best": best, "best_step": best_step}
-        if info.enabled:  # every rank's RNG streams (masks, SpecAugment) for an exact multi-process resume
-            extra["rank_rng"] = dict(enumerate(all_gather_objects(capture_rng_state(), info)))
+        extra = C.checkpoint_extra(info, batches_done=bdone, best=best, best_step=best_step)
         ckpt.save(which, model, optimizer, scheduler, step, ep, config, extra)
 
     net.train()
     while epoch < args.n_epochs:
-        loader = C.make_loader(train_ds, args, info, train=True, epoch=epoch, batch_size=args.batch_size,
-                               skip_batches=batches_done)
-        bar = C.progress(loader, per_epoch - batches_done, main and args.progress, f"pretrain epoch {epoch + 1}")
+        bar = C.epoch_batches(train_ds, args, info, epoch=epoch, batches_done=batches_done,
+                              per_epoch=per_epoch, stage="pretrain")
         for batch in bar:
             if batch["skipped"]:
                 skipped_total += len(batch["skipped"])
