@@ -30,6 +30,17 @@ def _strip(key: str) -> str:
     return key
 
 
+def _torch_load(path: str, *, weights_only: bool, what: str, corrupt: str) -> object:
+    """``torch.load`` of the file ``path`` onto the CPU; ValueError ``"{what} not found: ..."``
+    for a missing file, ``"{what} ... is {corrupt}: ..."`` for an unreadable one."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{what} not found: {path!r}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise ValueError(f"{what} {path!r} is {corrupt}: {exc}") from exc
+
+
 def load_reference(source: StateDictSource) -> dict[str, torch.Tensor]:
     """Load a reference-format checkpoint (path or mapping) -> {reference key: tensor} on CPU.
 
@@ -40,12 +51,8 @@ def load_reference(source: StateDictSource) -> dict[str, torch.Tensor]:
         where = "the given state dict"
     elif isinstance(source, (str, os.PathLike)):
         where = os.fspath(source)
-        if not os.path.isfile(where):
-            raise ValueError(f"checkpoint not found: {where!r}")
-        try:
-            raw = torch.load(where, map_location="cpu", weights_only=True)
-        except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as exc:
-            raise ValueError(f"checkpoint {where!r} is corrupt or not a torch checkpoint: {exc}") from exc
+        raw = _torch_load(where, weights_only=True, what="checkpoint",
+                          corrupt="corrupt or not a torch checkpoint")
     else:
         raise TypeError(f"checkpoint must be a path or a state-dict mapping, got {type(source).__name__}")
     for wrapper in ("model", "state_dict"):
@@ -156,12 +163,7 @@ def save_training_checkpoint(path: str | os.PathLike, *, model: nn.Module, optim
 def load_training_checkpoint(path: str | os.PathLike) -> dict:
     """Read a file written by :func:`save_training_checkpoint` (on the CPU). Raises ValueError otherwise."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"training checkpoint not found: {path!r}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise ValueError(f"training checkpoint {path!r} is corrupt: {exc}") from exc
+    ckpt = _torch_load(path, weights_only=False, what="training checkpoint", corrupt="corrupt")
     if not isinstance(ckpt, Mapping) or ckpt.get("format") != TRAINING_FORMAT:
         raise ValueError(f"{path!r} is not an ssast_fast training checkpoint (use load_reference for model files)")
     return ckpt
