@@ -1,10 +1,12 @@
 // Kaldi fbank on the CPU: the torch-facing plan. The kernel itself (torch-free) is in
-// fbank_core.h / fbank_kernel.inc; groups of 8 frames are spread over threads with
-// at::parallel_for.
+// fbank_core.h / fbank_kernel.inc; groups of frames (one per SIMD lane) are spread over
+// threads with at::parallel_for.
 #include "fbank/fbank_cpu.h"
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <atomic>
 #include <string>
 
 #include "fbank/fbank_core.h"
@@ -82,10 +84,17 @@ class FbankPlan {
       const scalar_t* np = nz.defined() ? nz.data_ptr<scalar_t>() : nullptr;
       scalar_t* op = out.data_ptr<scalar_t>();
       const int64_t nf = nz.defined() ? nz.size(1) : 0;
-      at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
-        fbank_detail::run_groups<scalar_t>(isa, cfg_, tables_, begin, end, wp, total, lp,
-                                           frames.data(), group_end.data(), batch, np, nf, op,
-                                           f_max);
+      // Workers pull chunks of groups from a shared counter instead of one static slice
+      // each: on a shared machine a descheduled thread no longer holds up the whole batch.
+      const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), groups));
+      const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(32, groups / (8 * workers)));
+      std::atomic<int64_t> next{0};
+      at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t w = begin; w < end; ++w)
+          for (int64_t g; (g = next.fetch_add(chunk)) < groups;)
+            fbank_detail::run_groups<scalar_t>(isa, cfg_, tables_, g, std::min(g + chunk, groups),
+                                               wp, total, lp, frames.data(), group_end.data(),
+                                               batch, np, nf, op, f_max);
       });
       for (int64_t b = 0; b < batch; ++b)
         std::memset(op + (b * f_max + frames[b]) * cols, 0,
