@@ -40,7 +40,7 @@ std::tuple<torch::Tensor, std::vector<int64_t>> mask_patch_exact(
   PyMersenne rng(state);
   auto out = torch::empty({batch, mask_size}, torch::kLong);
   int64_t* data = out.data_ptr<int64_t>();
-  std::vector<uint8_t> seen(sequence_len);
+  std::vector<uint64_t> seen;
   std::vector<int64_t> first;
   first.reserve(mask_size + 64);
   for (int64_t b = 0; b < batch; ++b) {
@@ -78,7 +78,7 @@ torch::Tensor mask_fast(int64_t seed, int64_t batch, int64_t sequence_len, int64
   // thread pool (on a loaded machine a needless fork-join costs milliseconds).
   constexpr int64_t kGrain = 64;
   at::parallel_for(0, batch, kGrain, [&](int64_t begin, int64_t end) {
-    std::vector<uint8_t> seen(sequence_len);
+    std::vector<uint64_t> seen;
     std::vector<int64_t> first;
     for (int64_t b = begin; b < end; ++b) {
       pyrand::Xoshiro rng(static_cast<uint64_t>(seed), static_cast<uint64_t>(b));

@@ -222,44 +222,66 @@ class PyIntSet {
 // Table size of a CPython set after `distinct` insertions of new keys (no deletions).
 inline size_t final_table_size(size_t distinct) {
   size_t size = 8;
-  for (size_t used = 1; used <= distinct; ++used) {
-    if (used * 5 >= (size - 1) * 3) {
-      const size_t min_used = used > 50000 ? used * 2 : used * 4;
-      size = 8;
-      while (size <= min_used) size <<= 1;
-    }
+  while (true) {  // jump from one resize to the next: the first `used` with used*5 >= (size-1)*3
+    const size_t used = ((size - 1) * 3 + 4) / 5;
+    if (used > distinct) return size;
+    const size_t min_used = used > 50000 ? used * 2 : used * 4;
+    size = 8;
+    while (size <= min_used) size <<= 1;
   }
-  return size;
+}
+
+// Marks cells [lo, hi) of a 64-bit-word bitmap (hi - lo <= 64); returns how many were new and,
+// when `first` is given, appends the new cells in ascending order.
+inline int64_t mark_run(std::vector<uint64_t>& words, int64_t lo, int64_t hi, std::vector<int64_t>* first) {
+  int64_t added = 0;
+  while (lo < hi) {
+    const int64_t w = lo >> 6, bit = lo & 63;
+    const int64_t len = std::min<int64_t>(hi - lo, 64 - bit);
+    const uint64_t run = (len == 64 ? ~uint64_t{0} : ((uint64_t{1} << len) - 1)) << bit;
+    uint64_t fresh = run & ~words[w];
+    words[w] |= run;
+    added += __builtin_popcountll(fresh);
+    if (first) {
+      for (; fresh; fresh &= fresh - 1) first->push_back(w * 64 + __builtin_ctzll(fresh));
+    }
+    lo += len;
+  }
+  return added;
 }
 
 // One reference gen_maskid_patch call: cluster side randrange(cluster) + 3, squares
 // start + p_t_dim * i + j kept when 0 < c < n, until more than mask_size are distinct, then
-// the first mask_size keys of set(collected). Duplicates never change a set, so the set is
-// determined by the order of first occurrences. When every key is below the final table size,
-// each key sits in its home slot (hash(i) == i) and iteration order is ascending: a bitmap
-// scan gives the answer; otherwise the set is replayed.
+// the first mask_size keys of set(collected). Each square row is a run of `side` consecutive
+// cells (j is not clipped at the grid row's end), marked in a bitmap word at a time.
+// Duplicates never change a set, so the set is determined by the order of first occurrences.
+// When every key is below the final table size, each key sits in its home slot (hash(i) == i)
+// and iteration order is ascending: a bitmap scan gives the answer; otherwise the set is
+// replayed from the first occurrences (recorded only when that can happen).
 template <class Rng>
 inline void patch_one(Rng& rng, int64_t n, int64_t mask_size, int64_t p_t_dim, int64_t cluster,
-               std::vector<uint8_t>& seen, std::vector<int64_t>& first, int64_t* out) {
+                      std::vector<uint64_t>& words, std::vector<int64_t>& first, int64_t* out) {
   const int64_t side = rng.below(cluster) + 3;
-  std::fill(seen.begin(), seen.end(), 0);
+  words.assign(static_cast<size_t>((n + 63) / 64), 0);
   first.clear();
-  while (static_cast<int64_t>(first.size()) <= mask_size) {
+  // The table only grows with the number of distinct keys, which ends above mask_size.
+  const bool may_hash = static_cast<size_t>(n) > final_table_size(static_cast<size_t>(mask_size) + 1);
+  int64_t distinct = 0;
+  while (distinct <= mask_size) {
     const int64_t start = rng.below(n);
     for (int64_t i = 0; i < side; ++i) {
-      for (int64_t j = 0; j < side; ++j) {
-        const int64_t c = start + p_t_dim * i + j;
-        if (c > 0 && c < n && !seen[c]) {
-          seen[c] = 1;
-          first.push_back(c);
-        }
-      }
+      const int64_t lo = start + p_t_dim * i;
+      if (lo >= n) break;
+      distinct += mark_run(words, std::max<int64_t>(lo, 1), std::min<int64_t>(lo + side, n),
+                           may_hash ? &first : nullptr);
     }
   }
-  if (static_cast<size_t>(n) <= final_table_size(first.size())) {
+  if (static_cast<size_t>(n) <= final_table_size(static_cast<size_t>(distinct))) {
     int64_t k = 0;
-    for (int64_t c = 1; k < mask_size; ++c) {
-      if (seen[c]) out[k++] = c;
+    for (size_t w = 0; k < mask_size; ++w) {
+      for (uint64_t bits = words[w]; bits && k < mask_size; bits &= bits - 1) {
+        out[k++] = static_cast<int64_t>(w) * 64 + __builtin_ctzll(bits);
+      }
     }
     return;
   }

@@ -40,7 +40,7 @@ int main() {
   }
   {  // random.seed(42); gen_maskid_patch(1212, 100, p_t_dim=101)[:12]
     auto r = PyMersenne::from_seed(42);
-    std::vector<uint8_t> seen(1212);
+    std::vector<uint64_t> seen;
     std::vector<int64_t> first, out(100);
     ssast::pyrand::patch_one(r, 1212, 100, 101, 3, seen, first, out.data());
     const std::vector<int64_t> want = {531, 532, 533, 534, 535, 558, 559, 560, 561, 562, 51, 52};
