@@ -35,7 +35,8 @@ class DemoConfig:
     corpus: CorpusConfig
     num_mel_bins: int = 64
     target_length: int = 96           # 1 s at 10 ms hops = 98 frames
-    patch: int = 16                   # 16x16 patches -> 4 x 6 = 24 patches
+    fshape: int = 64                  # frame patches: all 64 bins x 4 frames (SSAST-Frame-like) -> 24 patches
+    tshape: int = 4
     model_size: str = "tiny"
     mask_patch: int = 12
     pretrain_epochs: int = 4
@@ -69,8 +70,8 @@ def _parse(argv: list[str]) -> Namespace:
 
 
 def _common_argv(cfg: DemoConfig, corpus_dir: str, stats: dict, seed: int, progress: bool) -> list[str]:
-    return ["--model_size", cfg.model_size, "--fshape", str(cfg.patch), "--tshape", str(cfg.patch),
-            "--fstride", str(cfg.patch), "--tstride", str(cfg.patch), "--target_length", str(cfg.target_length),
+    return ["--model_size", cfg.model_size, "--fshape", str(cfg.fshape), "--tshape", str(cfg.tshape),
+            "--fstride", str(cfg.fshape), "--tstride", str(cfg.tshape), "--target_length", str(cfg.target_length),
             "--num_mel_bins", str(cfg.num_mel_bins), "--dataset_mean", repr(stats["mean"]),
             "--dataset_std", repr(stats["std"]), "--attn-backend", "sdpa", "--seed", str(seed),
             "--num-workers", "0", "--progress" if progress else "--no-progress",
@@ -240,8 +241,9 @@ def plot_mask(seed_dir: str, corpus_dir: str, args: Namespace, path: str, seed: 
     wave = load_audio(os.path.join(corpus_dir, entry["wav"]), 16000)
     x = C.build_frontend(args, False)(wave[None], torch.tensor([wave.shape[0]]))
     torch.manual_seed(seed)
-    limit = model.num_patches - 2
-    pred, masked = model(x, "visualize_mask", cluster=True, mask_patch=min(args.mask_patch, limit))
+    cluster = args.num_mel_bins != args.fshape  # the pipeline's rule: frame masking for frame patches
+    limit = model.num_patches - 2 if cluster else model.num_patches
+    pred, masked = model(x, "visualize_mask", cluster=cluster, mask_patch=min(args.mask_patch, limit))
     C.plot_mask(x[0].T, masked[0, 0], pred[0, 0], path)
 
 
