@@ -231,6 +231,20 @@ inline size_t final_table_size(size_t distinct) {
   }
 }
 
+// Population count: the POPCNT instruction when the CPU has it (x86-64-v2 and later; the
+// extension is built for baseline x86-64, where GCC's portable popcount is ~2x slower here).
+inline int popcount64(uint64_t x) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool has_popcnt = __builtin_cpu_supports("popcnt");
+  if (has_popcnt) {
+    uint64_t r;
+    asm("popcnt %1, %0" : "=r"(r) : "r"(x));
+    return static_cast<int>(r);
+  }
+#endif
+  return __builtin_popcountll(x);
+}
+
 // Marks cells [lo, hi) of a 64-bit-word bitmap (hi - lo <= 64); returns how many were new and,
 // when `first` is given, appends the new cells in ascending order.
 inline int64_t mark_run(std::vector<uint64_t>& words, int64_t lo, int64_t hi, std::vector<int64_t>* first) {
@@ -241,7 +255,7 @@ inline int64_t mark_run(std::vector<uint64_t>& words, int64_t lo, int64_t hi, st
     const uint64_t run = (len == 64 ? ~uint64_t{0} : ((uint64_t{1} << len) - 1)) << bit;
     uint64_t fresh = run & ~words[w];
     words[w] |= run;
-    added += __builtin_popcountll(fresh);
+    added += popcount64(fresh);
     if (first) {
       for (; fresh; fresh &= fresh - 1) first->push_back(w * 64 + __builtin_ctzll(fresh));
     }
