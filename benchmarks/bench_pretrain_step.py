@@ -5,6 +5,8 @@ Run: python -m pytest benchmarks/bench_pretrain_step.py --benchmark-only
   Python loops, exact Python masks, dense mask multiply, eager attention, fp32.
 - ours: fast masks (C++ on CPU), batched heads, SDPA attention, two encoder passes.
 - ours_shared: the same with shared_mask=True (one pass feeds both heads; a deviation).
+- *_bf16: the same under torch.autocast(bfloat16) (losses stay fp32; fast on CPUs with AMX or
+  AVX512-BF16, slow elsewhere).
 """
 import random
 import sys
@@ -22,7 +24,7 @@ B, FRAMES, MASK = 8, 1024, 400
 SHAPE = dict(fshape=16, tshape=16, fstride=16, tstride=16, input_fdim=128, input_tdim=FRAMES, model_size="tiny")
 
 
-@pytest.mark.parametrize("variant", ["reference", "ours", "ours_shared"])
+@pytest.mark.parametrize("variant", ["reference", "ours", "ours_shared", "ours_bf16", "ours_bf16_shared"])
 def test_joint_step_tiny_cpu(benchmark, variant):
     torch.manual_seed(0)
     random.seed(0)
@@ -34,7 +36,7 @@ def test_joint_step_tiny_cpu(benchmark, variant):
         model.zero_grad(set_to_none=True)
         if variant == "reference":
             return reference_joint_step(model, x, MASK)
-        return ours_joint_step(model, x, MASK, shared_mask=variant == "ours_shared")
+        return ours_joint_step(model, x, MASK, shared_mask=variant.endswith("shared"), bf16="bf16" in variant)
 
     loss = benchmark.pedantic(step, rounds=3, iterations=1, warmup_rounds=1)
     assert torch.isfinite(loss)

@@ -69,8 +69,11 @@ def reference_joint_step(model: ASTModel, x: torch.Tensor, mask_patch: int, clus
     return loss.detach()
 
 
-def ours_joint_step(model: ASTModel, x: torch.Tensor, mask_patch: int, shared_mask: bool = False) -> torch.Tensor:
-    _, nce, mse = model.pretrain_joint(x, mask_patch=mask_patch, shared_mask=shared_mask)
+def ours_joint_step(model: ASTModel, x: torch.Tensor, mask_patch: int, shared_mask: bool = False,
+                    bf16: bool = False) -> torch.Tensor:
+    """ssast_fast's step: the model's batched path, optionally under bf16 autocast."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        _, nce, mse = model.pretrain_joint(x, mask_patch=mask_patch, shared_mask=shared_mask)
     loss = nce + 10 * mse
     loss.backward()
     return loss.detach()
