@@ -31,14 +31,21 @@ def _masked_encoder_pass(model: ASTModel, x: torch.Tensor, mask_patch: int, clus
     return model.v.encode(h), patches, index
 
 
-def reference_mpc(model: ASTModel, x: torch.Tensor, mask_patch: int, cluster: bool = True):
+def _per_sample_heads(model: ASTModel, layer, x: torch.Tensor, mask_patch: int, cluster: bool, detach: bool):
+    """Masked pass, then per sample: prediction layer on the masked outputs, target copies."""
     out, patches, index = _masked_encoder_pass(model, x, mask_patch, cluster)
     B, D = x.shape[0], model.fshape * model.tshape
-    targets = torch.empty(B, mask_patch, D, device=x.device)
     pred = torch.empty(B, mask_patch, D, device=x.device)
+    targets = torch.empty(B, mask_patch, D, device=x.device)
     for b in range(B):
-        targets[b] = patches[b, index[b]].detach()
-        pred[b] = model.cpredlayer(out[b, index[b] + model.cls_token_num])
+        pred[b] = layer(out[b, index[b] + model.cls_token_num])
+        targets[b] = patches[b, index[b]].detach() if detach else patches[b, index[b]]
+    return pred, targets
+
+
+def reference_mpc(model: ASTModel, x: torch.Tensor, mask_patch: int, cluster: bool = True):
+    pred, targets = _per_sample_heads(model, model.cpredlayer, x, mask_patch, cluster, detach=True)
+    B = x.shape[0]
     nce = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
     cols = torch.arange(mask_patch, device=x.device)
@@ -50,14 +57,8 @@ def reference_mpc(model: ASTModel, x: torch.Tensor, mask_patch: int, cluster: bo
 
 
 def reference_mpg(model: ASTModel, x: torch.Tensor, mask_patch: int, cluster: bool = True):
-    out, patches, index = _masked_encoder_pass(model, x, mask_patch, cluster)
-    B, D = x.shape[0], model.fshape * model.tshape
-    pred = torch.empty(B, mask_patch, D, device=x.device)
-    target = torch.empty(B, mask_patch, D, device=x.device)
-    for b in range(B):
-        pred[b] = model.gpredlayer(out[b, index[b] + model.cls_token_num])
-        target[b] = patches[b, index[b]]
-    return torch.mean((pred - target) ** 2)
+    pred, targets = _per_sample_heads(model, model.gpredlayer, x, mask_patch, cluster, detach=False)
+    return torch.mean((pred - targets) ** 2)
 
 
 def reference_joint_step(model: ASTModel, x: torch.Tensor, mask_patch: int, cluster: bool = True) -> torch.Tensor:
