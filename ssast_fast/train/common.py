@@ -207,6 +207,13 @@ def model_input(batch: dict, frontend, device: torch.device, *, noise: bool) -> 
     return feats
 
 
+def check_finite(running, step: int) -> None:
+    """Raise FloatingPointError if a running loss sum (tensor or float) is NaN/Inf: one host sync,
+    done before logging and before any checkpoint, so a diverged model is never saved."""
+    if not bool(torch.isfinite(torch.as_tensor(running)).all()):
+        raise FloatingPointError(f"training diverged by step {step} (non-finite loss)")
+
+
 def seed_everything(seed: int, rank: int = 0) -> None:
     """Seed Python ``random`` (masks), NumPy and torch; each rank gets ``seed + rank``."""
     random.seed(seed + rank)

@@ -145,12 +145,12 @@ def finetune(args: Namespace) -> dict:
             batches_done += 1
             clips_total += x.shape[0] * info.world
             meter.add(x.shape[0] * info.world)
-            loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"training diverged at step {step} (loss {float(loss)})")
+            loss_sum, loss_n = loss_sum + loss.detach().double(), loss_n + 1  # on the device: no sync
+            if step % args.n_print_steps == 0 or (args.save_every and step % args.save_every == 0):
+                C.check_finite(loss_sum, step)  # never checkpoint a diverged model
             row = None
             if step % args.n_print_steps == 0:
-                (mean_loss,) = all_reduce_mean([loss_sum / loss_n], info)  # over ranks: the global batch
+                (mean_loss,) = all_reduce_mean([float(loss_sum) / loss_n], info)  # over ranks: the global batch
                 row = {"split": "train", "step": step, "epoch": epoch + 1, "loss": mean_loss,
                        "lr": optimizer.param_groups[0]["lr"], "head_lr": optimizer.param_groups[1]["lr"],
                        "clips_per_s": meter.rate(), "skipped": skipped_total}
@@ -163,6 +163,7 @@ def finetune(args: Namespace) -> dict:
             if row is not None:
                 mlog.write(row)
         # end of epoch: validate, keep the best, step the schedule
+        C.check_finite(loss_sum, step)
         stats = evaluate(net, val_ds, val_frontend, args, info)
         last_stats = {k: stats[k] for k in ("mAP", "mAUC", "d_prime", "acc", "loss")}
         metric = stats[args.metrics]

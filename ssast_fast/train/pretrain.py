@@ -97,7 +97,8 @@ def pretrain(args: Namespace) -> dict:
     net, ckpt, per_epoch = C.prepare_training(model, train_ds, args, info)
     skipped_total, t_start, clips_total = 0, time.perf_counter(), 0
     meter = C.Throughput()
-    acc_sum = {"loss": 0.0, "acc": 0.0, "nce": 0.0, "mse": 0.0, "n": 0}
+    # Running sums of (loss, acc, nce, mse) stay on the device: no host sync per step.
+    running, running_n = torch.zeros(4, dtype=torch.float64, device=info.device), 0
     last_val: dict = {}
 
     def save(which: str, ep: int, bdone: int) -> None:
@@ -127,17 +128,17 @@ def pretrain(args: Namespace) -> dict:
             n = x.shape[0]
             meter.add(n * info.world)
             clips_total += n * info.world
-            for k, v in (("loss", loss), ("acc", acc), ("nce", nce), ("mse", mse)):
-                acc_sum[k] += float(v.detach())
-            acc_sum["n"] += 1
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"training diverged at step {step} (loss {float(loss)})")
+            running += torch.stack([loss, acc, nce, mse]).detach().double()
+            running_n += 1
+            saving = step % args.epoch_iter == 0 or (args.save_every and step % args.save_every == 0)
+            if step % args.n_print_steps == 0 or saving:  # never checkpoint a diverged model
+                C.check_finite(running, step)
             if step % args.n_print_steps == 0:
                 row = {"split": "train", "step": step, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                        "clips_per_s": meter.rate(), "skipped": skipped_total}
                 keys = ("loss", "acc", "nce", "mse")
-                row.update(zip(keys, all_reduce_mean([acc_sum[k] / acc_sum["n"] for k in keys], info)))
-                acc_sum = {k: 0.0 for k in acc_sum} | {"n": 0}
+                row.update(zip(keys, all_reduce_mean((running / running_n).tolist(), info)))
+                running, running_n = torch.zeros_like(running), 0
                 meter.reset()
                 if hasattr(bar, "set_postfix"):
                     bar.set_postfix(loss=f"{row['loss']:.4f}", acc=f"{row['acc']:.3f}", clips_s=f"{row['clips_per_s']:.1f}")
@@ -162,6 +163,7 @@ def pretrain(args: Namespace) -> dict:
                 mlog.write(pending_row)
         epoch += 1
         batches_done = 0
+        C.check_finite(running, step)
         save("last", epoch, 0)
 
     elapsed = time.perf_counter() - t_start

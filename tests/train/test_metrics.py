@@ -56,3 +56,17 @@ def test_stats_skip_undefined_classes():
     st = calculate_stats(np.array([[0.9, 0.2], [0.1, 0.3]]), np.array([[1, 0], [0, 0]]))
     assert math.isnan(st["AP"][1]) and math.isnan(st["AUC"][1])
     assert st["mAP"] == 1.0 and st["mAUC"] == 1.0
+
+
+def test_check_finite_raises_on_diverged_running_sums():
+    import pytest
+    import torch
+
+    from ssast_fast.train.common import check_finite
+
+    check_finite(torch.tensor([1.0, 2.0], dtype=torch.float64), 3)
+    check_finite(0.0, 0)
+    with pytest.raises(FloatingPointError, match="step 7"):
+        check_finite(torch.tensor([1.0, float("nan")]), 7)
+    with pytest.raises(FloatingPointError):
+        check_finite(float("inf"), 1)
