@@ -100,7 +100,7 @@ def _add_model_args(p: argparse.ArgumentParser, pretraining: bool) -> None:
                    help="Hz; files at other rates are resampled (windowed-sinc polyphase)")
     g.add_argument("--dataset_mean", type=float, default=-4.2677393, help="spectrogram mean used to normalize")
     g.add_argument("--dataset_std", type=float, default=4.5689974, help="spectrogram std (input / (2 std))")
-    g.add_argument("--attn-backend", dest="attn_backend", default="auto", choices=["auto", "eager", "sdpa", "triton"],
+    g.add_argument("--attn-backend", dest="attn_backend", default="auto", choices=["auto", "eager", "sdpa", "triton", "amx"],
                    help="attention implementation")
     g.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16 runs the model under autocast")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")

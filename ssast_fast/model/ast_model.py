@@ -152,7 +152,7 @@ class ASTModel(nn.Module):
         return v
 
     def set_attn_backend(self, backend: str) -> None:
-        """Switch every block's attention: "auto" | "eager" | "sdpa" | "triton"."""
+        """Switch every block's attention: "auto" | "eager" | "sdpa" | "triton" | "amx"."""
         self.v.set_attn_backend(backend)
 
     # ---- input checks ---------------------------------------------------------------------
@@ -261,26 +261,32 @@ class ASTModel(nn.Module):
         return self._image(x)
 
     def _joint(self, img: torch.Tensor, mpc_idx: torch.Tensor, mpg_idx: torch.Tensor | None):
+        patches = self._patches(img)
         if mpg_idx is None:
-            out = self._encode_masked(img, mpc_idx)
-            patches = gather_rows(self._patches(img), mpc_idx)
-            acc, nce = self._infonce(patches.detach(), self.cpredlayer(out))
-            return acc, nce, masked_mse(self.gpredlayer(out), patches)
-        acc, nce = self._mpc(img, mpc_idx)[:2]
-        return acc, nce, self._mpg(img, mpg_idx)
+            out = self._encode_masked(self.v.patch_embed(img), mpc_idx)
+            targets = gather_rows(patches, mpc_idx)
+            acc, nce = self._infonce(targets.detach(), self.cpredlayer(out))
+            return acc, nce, masked_mse(self.gpredlayer(out), targets)
+        # The reference's two masked passes as one encoder call on a [2B] batch (mpc rows, then
+        # mpg rows): samples never interact, so each half computes what its own pass computes,
+        # and the patch embedding runs once.
+        B = img.shape[0]
+        emb = self.v.patch_embed(img)
+        out = self._encode_masked(torch.cat((emb, emb)), torch.cat((mpc_idx, mpg_idx)))
+        acc, nce = self._infonce(gather_rows(patches.detach(), mpc_idx), self.cpredlayer(out[:B]))
+        return acc, nce, masked_mse(self.gpredlayer(out[B:]), gather_rows(patches, mpg_idx))
 
     def _patches(self, img: torch.Tensor) -> torch.Tensor:
         """[B, 1, F, T] -> unfolded input patches [B, P, fshape * tshape] (frequency-major)."""
         return F.unfold(img, kernel_size=(self.fshape, self.tshape), stride=(self.fstride, self.tstride)).transpose(1, 2)
 
-    def _encode_masked(self, img: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Masked encoder pass with idx [B, M] -> outputs at the masked positions [B, M, C]."""
-        patches = replace_masked(self.v.patch_embed(img), idx, self.mask_embed)
-        h = self.v.encode(patches)
+    def _encode_masked(self, emb: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Patch embeddings emb [B, P, C] masked at idx [B, M] -> encoder outputs there [B, M, C]."""
+        h = self.v.encode(replace_masked(emb, idx, self.mask_embed))
         return gather_rows(h, idx + self.cls_token_num)
 
     def _mpc(self, img, idx):
-        out = self._encode_masked(img, idx)
+        out = self._encode_masked(self.v.patch_embed(img), idx)
         targets = gather_rows(self._patches(img).detach(), idx)
         pred = self.cpredlayer(out)
         acc, nce = self._infonce(targets, pred)
@@ -291,7 +297,7 @@ class ASTModel(nn.Module):
         return infonce(targets.float(), pred.float(), backend=self.heads_backend)
 
     def _mpg(self, img, idx):
-        out = self._encode_masked(img, idx)
+        out = self._encode_masked(self.v.patch_embed(img), idx)
         # The reference does not detach the generative target: d mse / d x flows through it too.
         return masked_mse(self.gpredlayer(out), gather_rows(self._patches(img), idx))
 

@@ -65,7 +65,8 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        out = attention(qkv[0], qkv[1], qkv[2], scale=self.scale, backend=self.backend)
+        q, k, v = qkv.unbind(0)  # one gradient buffer in backward (indexing would zero-fill three)
+        out = attention(q, k, v, scale=self.scale, backend=self.backend)
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
 

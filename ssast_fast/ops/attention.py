@@ -2,7 +2,7 @@
 
     out = softmax(q @ k^T * scale) @ v        q, k, v, out: [B, H, N, D]
 
-One dispatcher, :func:`attention`, chooses among four backends:
+One dispatcher, :func:`attention`, chooses among five backends:
 
 ``"eager"``
     The reference formulation of SSAST's ``Attention`` block, with explicit ops in the input
@@ -13,9 +13,13 @@ One dispatcher, :func:`attention`, chooses among four backends:
 ``"triton"``
     The Triton kernels below (CUDA tensors; CPU tensors when ``TRITON_INTERPRET=1`` was set
     before this module was imported).
+``"amx"``
+    The C++ kernels for bfloat16 CPU tensors on CPUs with AMX-BF16
+    (:mod:`ssast_fast.ops.attention_amx`); other dtypes are cast to bf16 under autocast only.
 ``"auto"``
     ``"triton"`` for CUDA tensors with a supported head dim when Triton is importable (and not
-    in interpreter mode), otherwise ``"sdpa"``.
+    in interpreter mode); ``"amx"`` for bfloat16 CPU work (bf16 tensors, or CPU autocast to
+    bf16) when the kernels are available; otherwise ``"sdpa"``.
 
 Triton path, FlashAttention-2 style (no causal mask, no dropout):
 
@@ -46,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 # Triton is optional: without it only the torch backends exist.
+from ssast_fast.ops import attention_amx as _amx
 from ssast_fast.ops._triton_common import (HAS_TRITON, TRITON_DTYPES, check_triton_dtype,
                                            device_ctx, dot_precision, interpret_flag,
                                            make_configs, prune_configs_by,
@@ -63,7 +68,7 @@ __all__ = [
     "TRITON_INTERPRET",
 ]
 
-BACKENDS = ("auto", "triton", "sdpa", "eager")
+BACKENDS = ("auto", "triton", "amx", "sdpa", "eager")
 SUPPORTED_HEAD_DIMS = (32, 64, 128)
 
 # Triton decides at decoration time whether @triton.jit builds an interpreted function, so the
@@ -591,7 +596,7 @@ def _resolve_scale(scale, D: int) -> float:
 
 
 def resolve_backend(q: torch.Tensor, backend: str = "auto") -> str:
-    """The concrete backend ("triton" | "sdpa" | "eager") that ``attention`` would use."""
+    """The concrete backend ("triton" | "amx" | "sdpa" | "eager") that ``attention`` would use."""
     if backend not in BACKENDS:
         raise ValueError(f"attention: unknown backend {backend!r}; choose one of {BACKENDS}")
     if backend != "auto":
@@ -599,6 +604,8 @@ def resolve_backend(q: torch.Tensor, backend: str = "auto") -> str:
     if (HAS_TRITON and q.is_cuda and not TRITON_INTERPRET and q.dtype in TRITON_DTYPES
             and q.shape[-1] in SUPPORTED_HEAD_DIMS):
         return "triton"
+    if (q.dtype == torch.bfloat16 or _autocast_dtype(q) == torch.bfloat16) and _amx.supports(q):
+        return "amx"
     return "sdpa"
 
 
@@ -618,7 +625,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional
         q, k, v: [B, H, N, D], one floating dtype and device. The Triton backend takes
             float32/float16/bfloat16 and D in {32, 64, 128}; any N >= 0.
         scale: logit scale, default ``D ** -0.5``.
-        backend: "auto" | "triton" | "sdpa" | "eager" (see the module docstring).
+        backend: "auto" | "triton" | "amx" | "sdpa" | "eager" (see the module docstring).
 
     Returns:
         [B, H, N, D] in the input dtype (float32 accumulation on the Triton path); under
@@ -635,6 +642,10 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional
             q, k, v = (t.to(amp_dtype) for t in (q, k, v))
         _validate_triton(q)
         return FlashAttentionFunction.apply(q, k, v, scale)
+    if which == "amx":
+        if amp_dtype is not None:
+            q, k, v = (t.to(amp_dtype) for t in (q, k, v))
+        return _amx.attention_amx(q, k, v, scale)
     if which == "sdpa":
         return attention_sdpa(q, k, v, scale)
     return attention_eager(q, k, v, scale)

@@ -1,0 +1,415 @@
+// Bidirectional attention for bfloat16 CPU tensors on AMX: out = softmax(q k^T scale) v.
+//
+// The matrix products run on ATen's oneDNN batch-reduce GEMM (at::native::cpublas::brgemm,
+// bf16 x bf16 -> fp32, B operands packed to VNNI with cpublas::pack), which uses AMX tiles;
+// the softmax, its backward and the bf16 roundings are AVX-512 loops over rows that stay in
+// cache. One thread owns one (batch, head) at a time, so the N x N scores never reach memory
+// as a tensor.
+//
+// Forward, per block of kBlockM query rows: S = Q K^T (fp32), m = rowmax(scale S),
+// P~ = exp(scale S - m) rounded to bf16, l = rowsum(exp(scale S - m)), O = (P~ V) / l;
+// lse = m + log(l) is kept for the backward (float32 [B, H, N]).
+// Backward, FlashAttention-2's formulas on the whole head: P = exp(scale S - lse),
+// dP = dO V^T, dS = scale P (dP - delta) with delta = rowsum(dO * O), then dQ = dS K,
+// dK = dS^T Q, dV = P^T dO (P and dS rounded to bf16 before their products).
+// Padding: key tiles are kTile wide and every VNNI reduction dimension is even; padded rows and
+// columns hold zeros, so they add nothing.
+#include "attention/attention_cpu.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/native/CPUBlas.h>
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace ssast {
+namespace {
+
+using at::BFloat16;
+namespace cpublas = at::native::cpublas;
+
+constexpr int64_t kTile = 64;    // key columns per packed B tile (and head-dim tile width)
+constexpr int64_t kBlockM = 64;  // query rows per block
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+#define SSAST_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+
+// exp(x) for x <= 0 (and -inf): x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial, 2^n by scalef.
+// Within 2 ulp of std::exp; arguments below -87.3 flush to 0.
+SSAST_AVX512 inline __m512 exp_ps(__m512 x) {
+  const __m512 lo = _mm512_set1_ps(-87.3f);
+  const __mmask16 tiny = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+  x = _mm512_max_ps(x, lo);
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_maskz_scalef_ps(static_cast<__mmask16>(~tiny), p, n);
+}
+
+SSAST_AVX512 inline __mmask16 tail_mask(int64_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+}
+
+// Round 16 floats to bf16 (nearest even, as torch) and store the first `left` of them.
+SSAST_AVX512 inline void store_bf16(BFloat16* dst, __m512 v, __mmask16 m) {
+  _mm256_mask_storeu_epi16(dst, m, (__m256i)_mm512_cvtneps_pbh(v));
+}
+
+SSAST_AVX512 inline __m512 load_bf16(const BFloat16* src, __mmask16 m) {
+  const __m256i h = _mm256_maskz_loadu_epi16(m, src);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// A head's view: rows of D bf16 values, `stride` elements apart.
+struct Rows {
+  const BFloat16* p;
+  int64_t stride;
+  const BFloat16* row(int64_t i) const { return p + i * stride; }
+};
+
+// The brgemm B operands are VNNI-packed: logical [K, n] bf16 with row pairs interleaved,
+// element (k, c) at [k / 2][c][k % 2] (the layout cpublas::pack writes on AMX; checked once at
+// start-up by attention_cpu_supported()).
+
+// X^T (X: [n, D] rows) as one B operand [D, np] (np = round_up(n, kTile)): logical (d, j) =
+// X[j][d], zero for j >= n; a pair (d, d+1) is one 32-bit word of X's row. dst: [D * np].
+void vnni_transposed(Rows x, int64_t n, int64_t np, int64_t D, BFloat16* dst) {
+  const int64_t half = D / 2;
+  uint32_t* out = reinterpret_cast<uint32_t*>(dst);
+  for (int64_t j = 0; j < np; ++j) {
+    if (j < n) {
+      const BFloat16* src = x.row(j);
+      for (int64_t d2 = 0; d2 < half; ++d2) std::memcpy(out + d2 * np + j, src + 2 * d2, 4);
+    } else {
+      for (int64_t d2 = 0; d2 < half; ++d2) out[d2 * np + j] = 0;
+    }
+  }
+}
+
+// X (X: [n, D] rows) as B operands over the reduction dim n2 = round_up(n, 2), one per head-dim
+// tile of width w = min(kTile, D - d0): logical (i, c) = X[i][d0 + c]. dst: [d_tiles][n2 * kTile].
+void vnni_rows(Rows x, int64_t n, int64_t n2, int64_t D, BFloat16* dst) {
+  const BFloat16 zero(0.f);
+  for (int64_t d0 = 0; d0 < D; d0 += kTile) {
+    const int64_t w = std::min(kTile, D - d0);
+    BFloat16* out = dst + (d0 / kTile) * n2 * kTile;
+    for (int64_t i = 0; i < n2; i += 2) {
+      const BFloat16* r0 = x.row(i) + d0;
+      const BFloat16* r1 = i + 1 < n ? x.row(i + 1) + d0 : nullptr;
+      BFloat16* o = out + i * w;
+      for (int64_t c = 0; c < w; ++c) {
+        o[2 * c] = r0[c];
+        o[2 * c + 1] = r1 ? r1[c] : zero;
+      }
+    }
+  }
+}
+
+// C[m, np] = A[m, D] @ B[D, np] (B from vnni_transposed), fp32, one brgemm.
+void gemm_nt(int64_t m, int64_t np, int64_t D, const BFloat16* a, int64_t lda, const BFloat16* packed, float* c) {
+  cpublas::brgemm(m, np, D, lda, np, np, false, a, packed, c, true);
+}
+
+struct Sizes {
+  int64_t N, D, N2, Np;  // tokens, head dim, N rounded up to 2 (VNNI), N rounded up to kTile
+};
+
+// Per-thread scratch that outlives a call (no page faults or zero-fill per call).
+template <typename T>
+T* scratch(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+  return v.data();
+}
+
+// ---- forward --------------------------------------------------------------------------------
+
+struct FwdScratch {
+  std::vector<BFloat16> kp, vp, p;
+  std::vector<float> s, o, inv_l;
+};
+
+SSAST_AVX512 void fwd_head(const Sizes& z, Rows q, Rows k, Rows v, float scale, BFloat16* out,
+                           int64_t out_stride, float* lse, FwdScratch& w) {
+  const int64_t N = z.N, D = z.D, N2 = z.N2, Np = z.Np;
+  BFloat16* kp = scratch(w.kp, Np * D);
+  BFloat16* vp = scratch(w.vp, round_up(D, kTile) * N2);
+  BFloat16* p = scratch(w.p, kBlockM * N2);
+  float* s = scratch(w.s, kBlockM * Np);
+  float* o = scratch(w.o, kBlockM * kTile);
+  float* inv_l = scratch(w.inv_l, kBlockM);
+  vnni_transposed(k, N, Np, D, kp);
+  vnni_rows(v, N, N2, D, vp);
+  const __m512 vs = _mm512_set1_ps(scale);
+  for (int64_t q0 = 0; q0 < N; q0 += kBlockM) {
+    const int64_t m = std::min(kBlockM, N - q0);
+    gemm_nt(m, Np, D, q.row(q0), q.stride, kp, s);
+    for (int64_t r = 0; r < m; ++r) {
+      const float* srow = s + r * Np;
+      BFloat16* prow = p + r * N2;
+      __m512 vmax = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+      for (int64_t j = 0; j < N; j += 16)
+        vmax = _mm512_mask_max_ps(vmax, tail_mask(N - j), vmax, _mm512_mul_ps(_mm512_loadu_ps(srow + j), vs));
+      const float mx = _mm512_reduce_max_ps(vmax);
+      const __m512 vm = _mm512_set1_ps(mx);
+      __m512 vsum = _mm512_setzero_ps();
+      for (int64_t j = 0; j < N; j += 16) {
+        const __mmask16 msk = tail_mask(N - j);
+        const __m512 e = _mm512_maskz_mov_ps(msk, exp_ps(_mm512_fmsub_ps(_mm512_loadu_ps(srow + j), vs, vm)));
+        vsum = _mm512_add_ps(vsum, e);
+        store_bf16(prow + j, e, msk);
+      }
+      if (N2 > N) prow[N] = BFloat16(0.f);
+      const float l = _mm512_reduce_add_ps(vsum);
+      inv_l[r] = 1.0f / l;
+      lse[q0 + r] = mx + std::log(l);
+    }
+    for (int64_t d0 = 0; d0 < D; d0 += kTile) {
+      const int64_t wd = std::min(kTile, D - d0);
+      cpublas::brgemm(m, wd, N2, N2, wd, kTile, false, p, vp + (d0 / kTile) * N2 * kTile, o, true);
+      for (int64_t r = 0; r < m; ++r) {
+        const __m512 il = _mm512_set1_ps(inv_l[r]);
+        for (int64_t c = 0; c < wd; c += 16) {
+          const __mmask16 msk = tail_mask(wd - c);
+          store_bf16(out + (q0 + r) * out_stride + d0 + c, _mm512_mul_ps(_mm512_maskz_loadu_ps(msk, o + r * kTile + c), il),
+                     msk);
+        }
+      }
+    }
+  }
+}
+
+// ---- backward -------------------------------------------------------------------------------
+
+struct BwdScratch {
+  std::vector<BFloat16> kt, vt, kr, ds_rows, p_vnni, ds_vnni, dot, qt;
+  std::vector<float> s, dp, delta, acc;
+};
+
+// X^T as a dense [D, n2] bf16 matrix (zero columns beyond n): the A operand of dK^T / dV^T.
+void transpose_rows(Rows x, int64_t n, int64_t n2, int64_t D, BFloat16* dst) {
+  for (int64_t i = 0; i < n2; ++i)
+    for (int64_t d = 0; d < D; ++d) dst[d * n2 + i] = i < n ? x.row(i)[d] : BFloat16(0.f);
+}
+
+// dst rows [n, D] (bf16) <- acc^T, acc [D, kTile] fp32 holding keys t*kTile .. t*kTile+kTile-1.
+void store_transposed(const float* acc, int64_t t, int64_t n, int64_t D, BFloat16* dst, int64_t stride) {
+  for (int64_t j = 0; j < kTile && t * kTile + j < n; ++j) {
+    BFloat16* row = dst + (t * kTile + j) * stride;
+    for (int64_t d = 0; d < D; ++d) row[d] = BFloat16(acc[d * kTile + j]);
+  }
+}
+
+// Two rows' 16 values each -> 32 bf16 interleaved (row0[0], row1[0], row0[1], ...): one VNNI
+// row pair, stored for the first `cols` columns.
+SSAST_AVX512 inline void store_vnni_pair(BFloat16* dst, __m512 row0, __m512 row1, int64_t cols) {
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(row1, row0);  // [row0 x16 | row1 x16]
+  const __mmask32 msk = cols >= 16 ? ~__mmask32(0) : static_cast<__mmask32>((1ull << (2 * cols)) - 1);
+  _mm512_mask_storeu_epi16(dst, msk, _mm512_permutexvar_epi16(idx, both));
+}
+
+SSAST_AVX512 void bwd_head(const Sizes& z, Rows q, Rows k, Rows v, Rows o, Rows dout, const float* lse,
+                           float scale, BFloat16* dq, BFloat16* dk, BFloat16* dv, int64_t g_stride,
+                           BwdScratch& w) {
+  const int64_t N = z.N, D = z.D, N2 = z.N2, Np = z.Np;
+  BFloat16* kt = scratch(w.kt, Np * D);
+  BFloat16* vt = scratch(w.vt, Np * D);
+  BFloat16* kr = scratch(w.kr, round_up(D, kTile) * N2);
+  BFloat16* ds_rows = scratch(w.ds_rows, kBlockM * Np);
+  BFloat16* p_vnni = scratch(w.p_vnni, N2 * Np);
+  BFloat16* ds_vnni = scratch(w.ds_vnni, N2 * Np);
+  BFloat16* dot = scratch(w.dot, D * N2);
+  BFloat16* qt = scratch(w.qt, D * N2);
+  float* s = scratch(w.s, kBlockM * Np);
+  float* dp = scratch(w.dp, kBlockM * Np);
+  float* delta = scratch(w.delta, N);
+  float* acc = scratch(w.acc, std::max(kBlockM, D) * kTile);
+
+  for (int64_t i = 0; i < N; ++i) {  // delta = rowsum(dO * O), fp32
+    __m512 a = _mm512_setzero_ps();
+    for (int64_t d = 0; d < D; d += 16) {
+      const __mmask16 msk = tail_mask(D - d);
+      a = _mm512_fmadd_ps(load_bf16(dout.row(i) + d, msk), load_bf16(o.row(i) + d, msk), a);
+    }
+    delta[i] = _mm512_reduce_add_ps(a);
+  }
+  vnni_transposed(k, N, Np, D, kt);
+  vnni_transposed(v, N, Np, D, vt);
+  vnni_rows(k, N, N2, D, kr);
+
+  const __m512 vs = _mm512_set1_ps(scale);
+  for (int64_t q0 = 0; q0 < N; q0 += kBlockM) {
+    const int64_t m = std::min(kBlockM, N - q0);
+    gemm_nt(m, Np, D, q.row(q0), q.stride, kt, s);
+    gemm_nt(m, Np, D, dout.row(q0), dout.stride, vt, dp);
+    // P = exp(scale S - lse) and dS = scale P (dP - delta), two rows at a time (a VNNI pair;
+    // the partner of an odd last row is zero).
+    for (int64_t r = 0; r < m; r += 2) {
+      const bool two = r + 1 < m;
+      const float* s0 = s + r * Np;
+      const float* dp0 = dp + r * Np;
+      const __m512 l0 = _mm512_set1_ps(lse[q0 + r]), d0 = _mm512_set1_ps(delta[q0 + r]);
+      const __m512 l1 = _mm512_set1_ps(two ? lse[q0 + r + 1] : 0.f);
+      const __m512 d1 = _mm512_set1_ps(two ? delta[q0 + r + 1] : 0.f);
+      const int64_t pair = (q0 + r) / 2;
+      for (int64_t j = 0; j < N; j += 16) {
+        const __mmask16 msk = tail_mask(N - j);
+        const __m512 p0 = exp_ps(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(msk, s0 + j), vs, l0));
+        const __m512 ds0 = _mm512_mul_ps(_mm512_mul_ps(p0, vs), _mm512_sub_ps(_mm512_maskz_loadu_ps(msk, dp0 + j), d0));
+        __m512 p1 = _mm512_setzero_ps(), ds1 = _mm512_setzero_ps();
+        if (two) {
+          p1 = exp_ps(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(msk, s0 + Np + j), vs, l1));
+          ds1 = _mm512_mul_ps(_mm512_mul_ps(p1, vs), _mm512_sub_ps(_mm512_maskz_loadu_ps(msk, dp0 + Np + j), d1));
+          store_bf16(ds_rows + (r + 1) * Np + j, ds1, msk);
+        }
+        store_bf16(ds_rows + r * Np + j, ds0, msk);
+        const int64_t off = (j / kTile) * N2 * kTile + pair * 2 * kTile + (j % kTile) * 2;
+        store_vnni_pair(p_vnni + off, p0, p1, N - j);
+        store_vnni_pair(ds_vnni + off, ds0, ds1, N - j);
+      }
+      if (N2 > N) {
+        ds_rows[r * Np + N] = BFloat16(0.f);
+        if (two) ds_rows[(r + 1) * Np + N] = BFloat16(0.f);
+      }
+    }
+    // dQ rows = dS[q0:q0+m, :N2] @ K
+    for (int64_t c0 = 0; c0 < D; c0 += kTile) {
+      const int64_t wd = std::min(kTile, D - c0);
+      cpublas::brgemm(m, wd, N2, Np, wd, kTile, false, ds_rows, kr + (c0 / kTile) * N2 * kTile, acc, true);
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t c = 0; c < wd; c += 16) {
+          const __mmask16 msk = tail_mask(wd - c);
+          store_bf16(dq + (q0 + r) * g_stride + c0 + c, _mm512_maskz_loadu_ps(msk, acc + r * kTile + c), msk);
+        }
+    }
+  }
+  // dV^T = dO^T P and dK^T = Q^T dS, one tile of kTile keys at a time (reduction over queries).
+  transpose_rows(dout, N, N2, D, dot);
+  transpose_rows(q, N, N2, D, qt);
+  for (int64_t t = 0; t * kTile < N; ++t) {
+    cpublas::brgemm(D, kTile, N2, N2, kTile, kTile, false, dot, p_vnni + t * N2 * kTile, acc, true);
+    store_transposed(acc, t, N, D, dv, g_stride);
+    cpublas::brgemm(D, kTile, N2, N2, kTile, kTile, false, qt, ds_vnni + t * N2 * kTile, acc, true);
+    store_transposed(acc, t, N, D, dk, g_stride);
+  }
+}
+
+// ---- checks and entry points ----------------------------------------------------------------
+
+void check_input(const at::Tensor& t, const char* name, const at::Tensor& like) {
+  TORCH_CHECK(t.device().is_cpu(), "attention_cpu: ", name, " must be a CPU tensor");
+  TORCH_CHECK(t.scalar_type() == at::kBFloat16, "attention_cpu: ", name, " must be bfloat16, got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == 4 && t.sizes() == like.sizes(), "attention_cpu: ", name, " must have shape ", like.sizes(),
+              ", got ", t.sizes());
+}
+
+// Last dim contiguous (rows of D values) and each (b, h) a strided row set.
+at::Tensor rows_ready(const at::Tensor& t) { return t.stride(3) == 1 ? t : t.contiguous(); }
+
+Rows head(const at::Tensor& t, int64_t b, int64_t h) {
+  return Rows{t.data_ptr<BFloat16>() + b * t.stride(0) + h * t.stride(1), t.stride(2)};
+}
+
+Sizes sizes_of(const at::Tensor& q) {
+  const int64_t N = q.size(2), D = q.size(3);
+  TORCH_CHECK(D % 2 == 0 && D <= 256, "attention_cpu: head dim must be even and <= 256, got ", D);
+  return Sizes{N, D, round_up(N, 2), round_up(N, kTile)};
+}
+
+// True when cpublas::pack writes the plain VNNI layout that the kernels write themselves.
+bool vnni_layout_matches() {
+  constexpr int64_t K = 4, W = 16;
+  BFloat16 in[K * W], out[K * W], want[K * W];
+  for (int64_t i = 0; i < K * W; ++i) in[i] = BFloat16(static_cast<float>(i));
+  cpublas::pack(K, W, W, W, at::kBFloat16, at::kBFloat16, in, out);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < W; ++c) want[(k / 2) * W * 2 + c * 2 + k % 2] = in[k * W + c];
+  return std::memcmp(out, want, sizeof(out)) == 0;
+}
+
+}  // namespace
+
+bool attention_cpu_supported() {
+  static const bool ok = __builtin_cpu_supports("avx512bf16") && cpublas::could_pack(at::kBFloat16) &&
+                        vnni_layout_matches();
+  return ok;
+}
+
+std::tuple<at::Tensor, at::Tensor> attention_cpu_fwd(const at::Tensor& q_in, const at::Tensor& k_in,
+                                                     const at::Tensor& v_in, double scale) {
+  TORCH_CHECK(attention_cpu_supported(), "attention_cpu: this CPU has no AMX-BF16 brgemm");
+  check_input(q_in, "q", q_in);
+  check_input(k_in, "k", q_in);
+  check_input(v_in, "v", q_in);
+  const at::Tensor q = rows_ready(q_in), k = rows_ready(k_in), v = rows_ready(v_in);
+  const int64_t B = q.size(0), H = q.size(1), N = q.size(2), D = q.size(3);
+  // out is [B, H, N, D] over [B, N, H, D] memory: the layout the projection after it reads.
+  at::Tensor out = at::empty({B, N, H, D}, q.options()).permute({0, 2, 1, 3});
+  at::Tensor lse = at::empty({B, H, N}, q.options().dtype(at::kFloat));
+  if (B * H * N == 0) return {out, lse};
+  const Sizes z = sizes_of(q);
+  const float sc = static_cast<float>(scale);
+  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+    static thread_local FwdScratch w;
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      fwd_head(z, head(q, b, h), head(k, b, h), head(v, b, h), sc,
+               out.data_ptr<BFloat16>() + b * out.stride(0) + h * out.stride(1), out.stride(2),
+               lse.data_ptr<float>() + bh * N, w);
+    }
+    cpublas::brgemm_release(true);
+  });
+  return {out, lse};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_cpu_bwd(const at::Tensor& dout_in, const at::Tensor& q_in,
+                                                                 const at::Tensor& k_in, const at::Tensor& v_in,
+                                                                 const at::Tensor& out_in, const at::Tensor& lse_in,
+                                                                 double scale) {
+  TORCH_CHECK(attention_cpu_supported(), "attention_cpu: this CPU has no AMX-BF16 brgemm");
+  check_input(q_in, "q", q_in);
+  for (auto [t, name] : {std::pair{&k_in, "k"}, {&v_in, "v"}, {&out_in, "out"}, {&dout_in, "dout"}})
+    check_input(*t, name, q_in);
+  const int64_t B = q_in.size(0), H = q_in.size(1), N = q_in.size(2), D = q_in.size(3);
+  TORCH_CHECK(lse_in.scalar_type() == at::kFloat && lse_in.sizes() == at::IntArrayRef({B, H, N}),
+              "attention_cpu: lse must be float32 [B, H, N]");
+  const at::Tensor q = rows_ready(q_in), k = rows_ready(k_in), v = rows_ready(v_in), o = rows_ready(out_in),
+                   dout = rows_ready(dout_in), lse = lse_in.contiguous();
+  at::Tensor dq = at::empty({B, H, N, D}, q.options()), dk = at::empty_like(dq), dv = at::empty_like(dq);
+  if (B * H * N == 0) return {dq, dk, dv};
+  const Sizes z = sizes_of(q);
+  const float sc = static_cast<float>(scale);
+  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+    static thread_local BwdScratch w;
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / H, h = bh % H, off = bh * N * D;
+      bwd_head(z, head(q, b, h), head(k, b, h), head(v, b, h), head(o, b, h), head(dout, b, h),
+               lse.data_ptr<float>() + bh * N, sc, dq.data_ptr<BFloat16>() + off, dk.data_ptr<BFloat16>() + off,
+               dv.data_ptr<BFloat16>() + off, D, w);
+    }
+    cpublas::brgemm_release(true);
+  });
+  return {dq, dk, dv};
+}
+
+void register_attention(pybind11::module_& m) {
+  m.def("attention_cpu_supported", &attention_cpu_supported,
+        "Whether this CPU runs the bf16 brgemm (AMX) attention kernels");
+  m.def("attention_cpu_fwd", &attention_cpu_fwd, "bf16 CPU attention forward -> (out [B,H,N,D], lse [B,H,N])");
+  m.def("attention_cpu_bwd", &attention_cpu_bwd, "bf16 CPU attention backward -> (dq, dk, dv)");
+}
+
+}  // namespace ssast

@@ -1,0 +1,104 @@
+"""Attention for bfloat16 CPU tensors on AMX: the C++ kernels of ``csrc/attention``.
+
+    out = softmax(q @ k^T * scale) @ v        q, k, v, out: [B, H, N, D] bfloat16, CPU
+
+The products run on ATen's oneDNN brgemm (AMX tiles, float32 accumulation); the softmax, its
+backward and the bf16 roundings are AVX-512 loops, one (batch, head) per thread at a time, so
+the N x N scores stay in cache. Numerics follow FlashAttention-2: float32 scores and softmax,
+probabilities and dS rounded to bf16 before their products, backward from the saved
+log-sum-exp. ``out`` comes back as a [B, H, N, D] view of [B, N, H, D] memory, the layout the
+output projection reads, so ``out.transpose(1, 2).reshape(B, N, H * D)`` is free.
+
+Available when the extension is built and the CPU has AMX-BF16 (:func:`available`); the
+forward and backward are torch custom ops (``ssast_fast::attention_amx_fwd`` / ``_bwd``) with
+fake kernels, differentiable, and traceable by ``torch.compile``.
+"""
+from __future__ import annotations
+
+import torch
+
+from ssast_fast import _ext
+
+__all__ = ["available", "supports", "attention_amx"]
+
+MAX_HEAD_DIM = 256
+
+
+# Probed once at import (a hardware fact), so that dispatch stays traceable by torch.compile.
+_CPU_OK: bool = _ext._module is not None and bool(_ext._module.attention_cpu_supported())
+
+
+def available() -> bool:
+    """Whether the AMX kernels can run here (extension built, not forced pure, AMX-BF16 CPU)."""
+    return _CPU_OK and _ext.get() is not None
+
+
+def supports(q: torch.Tensor) -> bool:
+    """Whether q [B, H, N, D] (as bf16) fits the kernels: CPU, even D <= 256, AMX present."""
+    D = q.shape[-1]
+    return q.device.type == "cpu" and D % 2 == 0 and D <= MAX_HEAD_DIM and available()
+
+
+def _ext_or_raise():
+    ext = _ext.get()
+    if ext is None or not _CPU_OK:
+        raise RuntimeError("attention backend 'amx' needs the ssast_fast._C extension and a CPU with "
+                           "AMX-BF16; use backend='sdpa' or 'eager' here")
+    return ext
+
+
+@torch.library.custom_op("ssast_fast::attention_amx_fwd", mutates_args=())
+def _fwd_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out [B, H, N, D] bf16 over [B, N, H, D] memory, lse [B, H, N] float32, natural log)."""
+    return _ext_or_raise().attention_cpu_fwd(q, k, v, scale)
+
+
+@_fwd_op.register_fake
+def _(q, k, v, scale):
+    B, H, N, D = q.shape
+    out = q.new_empty((B, N, H, D)).permute(0, 2, 1, 3)
+    return out, q.new_empty((B, H, N), dtype=torch.float32)
+
+
+@torch.library.custom_op("ssast_fast::attention_amx_bwd", mutates_args=())
+def _bwd_op(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+            lse: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dq, dk, dv), contiguous bf16 [B, H, N, D]."""
+    return _ext_or_raise().attention_cpu_bwd(do, q, k, v, out, lse, scale)
+
+
+@_bwd_op.register_fake
+def _(do, q, k, v, out, lse, scale):
+    shape = tuple(q.shape)
+    return q.new_empty(shape), q.new_empty(shape), q.new_empty(shape)
+
+
+def _setup_context(ctx, inputs, output):
+    q, k, v, scale = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse)
+    ctx.scale = scale
+
+
+def _backward(ctx, grad_out, grad_lse):
+    q, k, v, out, lse = ctx.saved_tensors
+    if grad_out is None:
+        return None, None, None, None
+    dq, dk, dv = torch.ops.ssast_fast.attention_amx_bwd(grad_out, q, k, v, out, lse, ctx.scale)
+    return dq, dk, dv, None
+
+
+torch.library.register_autograd("ssast_fast::attention_amx_fwd", _backward, setup_context=_setup_context)
+
+
+def attention_amx(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """Differentiable ``softmax(q k^T scale) v`` for bf16 CPU tensors [B, H, N, D] (see module doc)."""
+    if q.dtype != torch.bfloat16 or k.dtype != torch.bfloat16 or v.dtype != torch.bfloat16:
+        raise TypeError(f"attention(backend='amx'): q, k, v must be bfloat16, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if q.device.type != "cpu":
+        raise ValueError(f"attention(backend='amx'): CPU tensors required, got {q.device}")
+    D = q.shape[-1]
+    if D % 2 or D > MAX_HEAD_DIM:
+        raise ValueError(f"attention(backend='amx'): head dim must be even and <= {MAX_HEAD_DIM}, got {D}")
+    _ext_or_raise()
+    return torch.ops.ssast_fast.attention_amx_fwd(q, k, v, scale)[0]

@@ -1,0 +1,165 @@
+"""ssast_fast.ops.attention_amx: the bf16 CPU (AMX) attention kernels against a float64 reference,
+their error judged against same-precision eager and SDPA, dispatch, validation, the custom-op
+integration (opcheck, torch.compile) and the model under bf16 autocast."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ssast_fast import ASTModel, _ext
+from ssast_fast.ops import attention_amx as X
+from ssast_fast.ops.attention import attention, resolve_backend
+
+needs_amx = pytest.mark.skipif(not X.available(), reason="needs the built extension (not forced pure) and a CPU with AMX-BF16")
+
+
+def _qkv(B, H, N, D, seed=0, logit_scale=1.0):
+    """q, k, v as the model makes them: [B, H, N, D] views of one [B, N, 3, H, D] tensor."""
+    g = torch.Generator().manual_seed(seed)
+    qkv = torch.randn(B, N, 3, H, D, generator=g, dtype=torch.float64)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    return q * logit_scale, k, v, torch.randn(B, H, N, D, generator=g, dtype=torch.float64)
+
+
+def _run(backend, dtype, q, k, v, do, scale=None, noncontig=True):
+    base = [t.to(dtype) for t in (q, k, v)]
+    if not noncontig:
+        base = [t.contiguous() for t in base]
+    leaves = [t.detach().requires_grad_() for t in base]
+    out = attention(*leaves, scale=scale, backend=backend)
+    out.backward(do.to(dtype))
+    return [t.detach().double() for t in (out, *(x.grad for x in leaves))]
+
+
+def _err(got, ref):
+    return [(a - b).abs().max().item() if a.numel() else 0.0 for a, b in zip(got, ref)]
+
+
+SHAPES = [(2, 3, 514, 64), (1, 2, 37, 32), (2, 1, 130, 128), (3, 2, 65, 64), (1, 1, 1, 64), (1, 4, 200, 2),
+          (2, 2, 64, 64), (1, 1, 127, 96)]
+
+
+@needs_amx
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("noncontig", [True, False])
+def test_matches_float64_within_same_precision_error(shape, noncontig):
+    """Kernel error vs fp64 <= 1.5 x (best of eager / SDPA in bf16) + 1e-4, for out, dq, dk, dv."""
+    q, k, v, do = _qkv(*shape, seed=sum(shape))
+    ref = _run("eager", torch.float64, q, k, v, do)
+    amx = _run("amx", torch.bfloat16, q, k, v, do, noncontig=noncontig)
+    eager = _err(_run("eager", torch.bfloat16, q, k, v, do), ref)
+    sdpa = _err(_run("sdpa", torch.bfloat16, q, k, v, do), ref)
+    for name, e, e1, e2 in zip(("out", "dq", "dk", "dv"), _err(amx, ref), eager, sdpa):
+        assert e <= 1.5 * min(e1, e2) + 1e-4, f"{name}: amx {e:.3e} vs eager {e1:.3e} / sdpa {e2:.3e}"
+
+
+@needs_amx
+@pytest.mark.parametrize("logit_scale, scale", [(4.0, None), (1.0, 0.5), (1.0, -0.3), (30.0, None)])
+def test_peaked_and_custom_scale_softmax(logit_scale, scale):
+    """Near one-hot rows (large logits), an explicit scale and a negative one stay accurate."""
+    q, k, v, do = _qkv(2, 2, 150, 64, seed=7, logit_scale=logit_scale)
+    ref = _run("eager", torch.float64, q, k, v, do, scale)
+    amx = _run("amx", torch.bfloat16, q, k, v, do, scale)
+    sdpa = _err(_run("sdpa", torch.bfloat16, q, k, v, do, scale), ref)
+    for name, e, e2 in zip(("out", "dq", "dk", "dv"), _err(amx, ref), sdpa):
+        assert torch.isfinite(torch.tensor(e)) and e <= 1.5 * e2 + 1e-3 * max(1.0, logit_scale), (name, e, e2)
+
+
+@needs_amx
+def test_lse_and_output_layout():
+    q, k, v, _ = _qkv(2, 3, 70, 64, seed=3)
+    qb, kb, vb = (t.to(torch.bfloat16) for t in (q, k, v))
+    out, lse = torch.ops.ssast_fast.attention_amx_fwd(qb, kb, vb, 0.125)
+    want = torch.logsumexp(qb.double() @ kb.double().transpose(-2, -1) * 0.125, dim=-1)
+    assert lse.dtype == torch.float32 and lse.shape == (2, 3, 70)
+    torch.testing.assert_close(lse.double(), want, rtol=0, atol=2e-5)
+    assert out.transpose(1, 2).is_contiguous()  # [B, N, H, D] memory: the projection reads it as is
+
+
+@needs_amx
+def test_empty_sequence():
+    q = torch.zeros(2, 3, 0, 64, dtype=torch.bfloat16, requires_grad=True)
+    out = attention(q, q, q, backend="amx")
+    assert out.shape == (2, 3, 0, 64)
+    out.sum().backward()
+    assert q.grad.shape == q.shape
+
+
+@needs_amx
+def test_opcheck_and_compile():
+    q, k, v, do = (t.to(torch.bfloat16) for t in _qkv(1, 2, 40, 32, seed=5))
+    torch.library.opcheck(torch.ops.ssast_fast.attention_amx_fwd, (q, k, v, 0.2))
+    out, lse = torch.ops.ssast_fast.attention_amx_fwd(q, k, v, 0.2)
+    torch.library.opcheck(torch.ops.ssast_fast.attention_amx_bwd, (do, q, k, v, out, lse, 0.2))
+
+    def f(q, k, v):
+        return attention(q, k, v, backend="auto")
+
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
+    leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+    got = compiled(*leaves)
+    got.backward(do)
+    want_leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+    want = attention(*want_leaves, backend="amx")
+    want.backward(do)
+    assert torch.equal(got, want)
+    for a, b in zip(leaves, want_leaves):
+        assert torch.equal(a.grad, b.grad)
+
+
+@needs_amx
+def test_auto_dispatch():
+    q = torch.randn(1, 2, 10, 64)
+    assert resolve_backend(q.to(torch.bfloat16)) == "amx"
+    assert resolve_backend(q) == "sdpa"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert resolve_backend(q) == "amx"
+        out = attention(q, q, q)  # float32 inputs, cast to bf16 as SDPA would under autocast
+    assert out.dtype == torch.bfloat16
+    assert resolve_backend(torch.randn(1, 2, 10, 63, dtype=torch.bfloat16)) == "sdpa"  # odd head dim
+    with _ext.pure():
+        assert resolve_backend(q.to(torch.bfloat16)) == "sdpa"
+
+
+def test_validation():
+    q32 = torch.randn(1, 2, 8, 64)
+    with pytest.raises(TypeError, match="bfloat16"):
+        attention(q32, q32, q32, backend="amx")
+    odd = torch.randn(1, 2, 8, 63, dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="head dim"):
+        attention(odd, odd, odd, backend="amx")
+    if not X.available():
+        with pytest.raises(RuntimeError, match="AMX"):
+            attention(q32.bfloat16(), q32.bfloat16(), q32.bfloat16(), backend="amx")
+
+
+@needs_amx
+def test_model_bf16_autocast_amx_as_accurate_as_sdpa():
+    """Tiny model, joint losses and every gradient under bf16 autocast, measured against fp32:
+    the amx attention's error is within 2x of SDPA's bf16 error (plus a small floor)."""
+    torch.manual_seed(0)
+    model = ASTModel(fshape=16, tshape=16, fstride=16, tstride=16, input_fdim=128, input_tdim=256,
+                     model_size="tiny", attn_backend="sdpa")
+    x = torch.randn(2, 256, 128)
+    g = torch.Generator().manual_seed(1)
+    idx = torch.stack([torch.randperm(model.num_patches, generator=g)[:40] for _ in range(2)])
+
+    def losses(backend, bf16=True):
+        model.set_attn_backend(backend)
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            _, nce, mse = model.joint_losses(x, idx, idx.flip(1))
+        (nce + 10 * mse).backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return torch.stack([nce.detach(), mse.detach()]), grads
+
+    ref_l, ref_g = losses("sdpa", bf16=False)
+    sdpa_l, sdpa_g = losses("sdpa")
+    amx_l, amx_g = losses("amx")
+    rel = lambda a, b: ((a - b).norm() / b.norm()).item()  # noqa: E731
+    assert rel(amx_l, ref_l) <= 2 * rel(sdpa_l, ref_l) + 1e-4
+    for name in ref_g:
+        if name == "cpredlayer.2.bias":  # analytically zero: rounding noise on every side
+            continue
+        e_amx, e_sdpa = rel(amx_g[name], ref_g[name]), rel(sdpa_g[name], ref_g[name])
+        assert e_amx <= 2 * e_sdpa + 0.02, (name, e_amx, e_sdpa)
