@@ -3,7 +3,9 @@
 GPU (skipped without CUDA): B=24, H=12, D=64 (SSAST-Base), N in {514, 1214}, bfloat16,
     backends triton | sdpa-flash | sdpa-efficient | sdpa-cudnn | sdpa-math | eager.
 CPU: B=2, H=3, N=514, D=64 float32, sdpa vs eager (the Triton kernel does not run natively on
-    CPU; under TRITON_INTERPRET it is a correctness tool, not something to time).
+    CPU; under TRITON_INTERPRET it is a correctness tool, not something to time); and bfloat16
+    at the tiny model's batched joint-step shape B=16, H=3, N=514, D=64: the AMX kernel
+    (backend "amx", skipped on CPUs without AMX-BF16) vs sdpa vs eager.
 
 Run: python -m pytest benchmarks/bench_attention.py --benchmark-only
      (do not set TRITON_INTERPRET). extra_info carries TFLOP/s: the forward counts
@@ -147,4 +149,29 @@ def test_cpu_fwd_bwd_fp32(benchmark, name):
     benchmark.pedantic(timed, rounds=15, iterations=1, warmup_rounds=2)
     flops = attn_flops(B_CPU, H_CPU, N_CPU, D_CPU, bwd=True)
     benchmark.extra_info.update(backend=name, N=N_CPU, dtype="float32",
+                                gflops_median=flops / benchmark.stats.stats.median / 1e9)
+
+
+@pytest.mark.parametrize("name", ["amx", "sdpa", "eager"])
+def test_cpu_fwd_bwd_bf16(benchmark, name):
+    from ssast_fast.ops import attention_amx
+
+    if name == "amx" and not attention_amx.available():
+        pytest.skip("the amx kernels need the extension and a CPU with AMX-BF16")
+    B, H, N, D = 16, 3, 514, 64
+    qkv = torch.randn(B, N, 3, H, D, dtype=torch.bfloat16)  # the model's q, k, v views
+    q, k, v = (t.detach().requires_grad_() for t in qkv.permute(2, 0, 3, 1, 4).unbind(0))
+    do = torch.randn(B, H, N, D, dtype=torch.bfloat16)
+
+    def step():
+        A.attention(q, k, v, backend=name).backward(do)
+
+    def timed():
+        for t in (q, k, v):
+            t.grad = None
+        step()
+
+    benchmark.pedantic(timed, rounds=10, iterations=1, warmup_rounds=2)
+    flops = attn_flops(B, H, N, D, bwd=True)
+    benchmark.extra_info.update(backend=name, N=N, dtype="bfloat16",
                                 gflops_median=flops / benchmark.stats.stats.median / 1e9)

@@ -163,3 +163,12 @@ def test_model_bf16_autocast_amx_as_accurate_as_sdpa():
             continue
         e_amx, e_sdpa = rel(amx_g[name], ref_g[name]), rel(sdpa_g[name], ref_g[name])
         assert e_amx <= 2 * e_sdpa + 0.02, (name, e_amx, e_sdpa)
+
+
+@needs_amx
+def test_no_grad_forward_matches():
+    q, k, v, _ = (t.to(torch.bfloat16) for t in _qkv(2, 3, 99, 64, seed=11))
+    with torch.no_grad():
+        plain = attention(q, k, v, backend="amx")
+    leaves = [t.detach().requires_grad_() for t in (q, k, v)]
+    assert torch.equal(attention(*leaves, backend="amx").detach(), plain)
