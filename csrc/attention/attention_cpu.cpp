@@ -12,8 +12,8 @@
 // Backward, FlashAttention-2's formulas on the whole head: P = exp(scale S - lse),
 // dP = dO V^T, dS = scale P (dP - delta) with delta = rowsum(dO * O), then dQ = dS K,
 // dK = dS^T Q, dV = P^T dO (P and dS rounded to bf16 before their products).
-// Padding: key tiles are kTile wide and every VNNI reduction dimension is even; padded rows and
-// columns hold zeros, so they add nothing.
+// Padding: key tiles are kTile wide and every reduction dimension over tokens is a multiple of
+// kKAlign; padded rows and columns hold zeros, so they add nothing.
 #include "attention/attention_cpu.h"
 
 #include <ATen/Parallel.h>
@@ -33,6 +33,9 @@ namespace cpublas = at::native::cpublas;
 
 constexpr int64_t kTile = 64;    // key columns per packed B tile (and head-dim tile width)
 constexpr int64_t kBlockM = 64;  // query rows per block
+// Reduction dims over tokens are zero-padded to a multiple of this: brgemm on AMX runs about 3x
+// slower when K / 2 (the number of VNNI row pairs) is odd (measured: K = 514 vs 516).
+constexpr int64_t kKAlign = 4;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -98,19 +101,20 @@ void vnni_transposed(Rows x, int64_t n, int64_t np, int64_t D, BFloat16* dst) {
   }
 }
 
-// X (X: [n, D] rows) as B operands over the reduction dim n2 = round_up(n, 2), one per head-dim
-// tile of width w = min(kTile, D - d0): logical (i, c) = X[i][d0 + c]. dst: [d_tiles][n2 * kTile].
-void vnni_rows(Rows x, int64_t n, int64_t n2, int64_t D, BFloat16* dst) {
+// X (X: [n, D] rows) as B operands over the reduction dim nk (a multiple of kKAlign >= n), one
+// per head-dim tile of width w = min(kTile, D - d0): logical (i, c) = X[i][d0 + c], zero for
+// i >= n. dst: [d_tiles][nk * kTile].
+void vnni_rows(Rows x, int64_t n, int64_t nk, int64_t D, BFloat16* dst) {
   const BFloat16 zero(0.f);
   for (int64_t d0 = 0; d0 < D; d0 += kTile) {
     const int64_t w = std::min(kTile, D - d0);
-    BFloat16* out = dst + (d0 / kTile) * n2 * kTile;
-    for (int64_t i = 0; i < n2; i += 2) {
-      const BFloat16* r0 = x.row(i) + d0;
+    BFloat16* out = dst + (d0 / kTile) * nk * kTile;
+    for (int64_t i = 0; i < nk; i += 2) {
+      const BFloat16* r0 = i < n ? x.row(i) + d0 : nullptr;
       const BFloat16* r1 = i + 1 < n ? x.row(i + 1) + d0 : nullptr;
       BFloat16* o = out + i * w;
       for (int64_t c = 0; c < w; ++c) {
-        o[2 * c] = r0[c];
+        o[2 * c] = r0 ? r0[c] : zero;
         o[2 * c + 1] = r1 ? r1[c] : zero;
       }
     }
@@ -123,7 +127,7 @@ void gemm_nt(int64_t m, int64_t np, int64_t D, const BFloat16* a, int64_t lda, c
 }
 
 struct Sizes {
-  int64_t N, D, N2, Np;  // tokens, head dim, N rounded up to 2 (VNNI), N rounded up to kTile
+  int64_t N, D, N2, Np;  // tokens, head dim, N rounded up to kKAlign (reduction dims), to kTile
 };
 
 // Per-thread scratch that outlives a call (no page faults or zero-fill per call).
@@ -170,7 +174,7 @@ SSAST_AVX512 void fwd_head(const Sizes& z, Rows q, Rows k, Rows v, float scale, 
         vsum = _mm512_add_ps(vsum, e);
         store_bf16(prow + j, e, msk);
       }
-      if (N2 > N) prow[N] = BFloat16(0.f);
+      for (int64_t j = N; j < N2; ++j) prow[j] = BFloat16(0.f);
       const float l = _mm512_reduce_add_ps(vsum);
       inv_l[r] = 1.0f / l;
       lse[q0 + r] = mx + std::log(l);
@@ -249,6 +253,11 @@ SSAST_AVX512 void bwd_head(const Sizes& z, Rows q, Rows k, Rows v, Rows o, Rows 
   vnni_transposed(k, N, Np, D, kt);
   vnni_transposed(v, N, Np, D, vt);
   vnni_rows(k, N, N2, D, kr);
+  // VNNI row pairs past the last written one (padding of the reduction over queries): zeros.
+  const int64_t pairs_written = (N + 1) / 2;
+  for (int64_t t = 0; t * kTile < N; ++t)
+    for (BFloat16* tiles : {p_vnni, ds_vnni})
+      std::fill(tiles + t * N2 * kTile + pairs_written * 2 * kTile, tiles + (t + 1) * N2 * kTile, BFloat16(0.f));
 
   const __m512 vs = _mm512_set1_ps(scale);
   for (int64_t q0 = 0; q0 < N; q0 += kBlockM) {
@@ -280,9 +289,9 @@ SSAST_AVX512 void bwd_head(const Sizes& z, Rows q, Rows k, Rows v, Rows o, Rows 
         store_vnni_pair(p_vnni + off, p0, p1, N - j);
         store_vnni_pair(ds_vnni + off, ds0, ds1, N - j);
       }
-      if (N2 > N) {
-        ds_rows[r * Np + N] = BFloat16(0.f);
-        if (two) ds_rows[(r + 1) * Np + N] = BFloat16(0.f);
+      for (int64_t j = N; j < N2; ++j) {
+        ds_rows[r * Np + j] = BFloat16(0.f);
+        if (two) ds_rows[(r + 1) * Np + j] = BFloat16(0.f);
       }
     }
     // dQ rows = dS[q0:q0+m, :N2] @ K
@@ -326,7 +335,7 @@ Rows head(const at::Tensor& t, int64_t b, int64_t h) {
 Sizes sizes_of(const at::Tensor& q) {
   const int64_t N = q.size(2), D = q.size(3);
   TORCH_CHECK(D % 2 == 0 && D <= 256, "attention_cpu: head dim must be even and <= 256, got ", D);
-  return Sizes{N, D, round_up(N, 2), round_up(N, kTile)};
+  return Sizes{N, D, round_up(N, kKAlign), round_up(N, kTile)};
 }
 
 // True when cpublas::pack writes the plain VNNI layout that the kernels write themselves.
