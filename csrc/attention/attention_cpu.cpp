@@ -86,36 +86,52 @@ struct Rows {
 // element (k, c) at [k / 2][c][k % 2] (the layout cpublas::pack writes on AMX; checked once at
 // start-up by attention_cpu_supported()).
 
+// Byte offsets of 16 consecutive rows (gathers; rows_ready() keeps 16 strides within int32).
+SSAST_AVX512 inline __m512i row_offsets(const Rows& x) {
+  return _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                            _mm512_set1_epi32(static_cast<int32_t>(x.stride * sizeof(BFloat16))));
+}
+
 // X^T (X: [n, D] rows) as one B operand [D, np] (np = round_up(n, kTile)): logical (d, j) =
-// X[j][d], zero for j >= n; a pair (d, d+1) is one 32-bit word of X's row. dst: [D * np].
-void vnni_transposed(Rows x, int64_t n, int64_t np, int64_t D, BFloat16* dst) {
-  const int64_t half = D / 2;
+// X[j][d], zero for j >= n; a pair (d, d+1) is one 32-bit word of X's row, so 16 keys' words are
+// one gather. dst: [D * np].
+SSAST_AVX512 void vnni_transposed(Rows x, int64_t n, int64_t np, int64_t D, BFloat16* dst) {
   uint32_t* out = reinterpret_cast<uint32_t*>(dst);
-  for (int64_t j = 0; j < np; ++j) {
-    if (j < n) {
-      const BFloat16* src = x.row(j);
-      for (int64_t d2 = 0; d2 < half; ++d2) std::memcpy(out + d2 * np + j, src + 2 * d2, 4);
-    } else {
-      for (int64_t d2 = 0; d2 < half; ++d2) out[d2 * np + j] = 0;
-    }
+  const __m512i offs = row_offsets(x);
+  for (int64_t j0 = 0; j0 < np; j0 += 16) {
+    const __mmask16 msk = j0 < n ? tail_mask(n - j0) : 0;
+    const char* base = reinterpret_cast<const char*>(x.row(j0 < n ? j0 : 0));
+    for (int64_t d2 = 0; d2 < D / 2; ++d2)
+      _mm512_storeu_si512(out + d2 * np + j0,
+                          _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), msk, offs, base + 4 * d2, 1));
   }
+}
+
+// 16 bf16 of row0 and of row1 -> 32 interleaved (row0[0], row1[0], row0[1], ...): one VNNI pair.
+SSAST_AVX512 inline __m512i interleave_pair(__m256i row0, __m256i row1) {
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(idx, _mm512_inserti64x4(_mm512_castsi256_si512(row0), row1, 1));
+}
+
+SSAST_AVX512 inline __mmask32 pair_mask(int64_t cols) {
+  return cols >= 16 ? ~__mmask32(0) : static_cast<__mmask32>((1ull << (2 * cols)) - 1);
 }
 
 // X (X: [n, D] rows) as B operands over the reduction dim nk (a multiple of kKAlign >= n), one
 // per head-dim tile of width w = min(kTile, D - d0): logical (i, c) = X[i][d0 + c], zero for
 // i >= n. dst: [d_tiles][nk * kTile].
-void vnni_rows(Rows x, int64_t n, int64_t nk, int64_t D, BFloat16* dst) {
-  const BFloat16 zero(0.f);
+SSAST_AVX512 void vnni_rows(Rows x, int64_t n, int64_t nk, int64_t D, BFloat16* dst) {
   for (int64_t d0 = 0; d0 < D; d0 += kTile) {
     const int64_t w = std::min(kTile, D - d0);
     BFloat16* out = dst + (d0 / kTile) * nk * kTile;
     for (int64_t i = 0; i < nk; i += 2) {
-      const BFloat16* r0 = i < n ? x.row(i) + d0 : nullptr;
-      const BFloat16* r1 = i + 1 < n ? x.row(i + 1) + d0 : nullptr;
       BFloat16* o = out + i * w;
-      for (int64_t c = 0; c < w; ++c) {
-        o[2 * c] = r0 ? r0[c] : zero;
-        o[2 * c + 1] = r1 ? r1[c] : zero;
+      for (int64_t c = 0; c < w; c += 16) {
+        const __mmask16 msk = tail_mask(w - c);
+        const __m256i r0 = i < n ? _mm256_maskz_loadu_epi16(msk, x.row(i) + d0 + c) : _mm256_setzero_si256();
+        const __m256i r1 = i + 1 < n ? _mm256_maskz_loadu_epi16(msk, x.row(i + 1) + d0 + c) : _mm256_setzero_si256();
+        _mm512_mask_storeu_epi16(o + 2 * c, pair_mask(w - c), interleave_pair(r0, r1));
       }
     }
   }
@@ -202,16 +218,31 @@ struct BwdScratch {
 };
 
 // X^T as a dense [D, n2] bf16 matrix (zero columns beyond n): the A operand of dK^T / dV^T.
-void transpose_rows(Rows x, int64_t n, int64_t n2, int64_t D, BFloat16* dst) {
-  for (int64_t i = 0; i < n2; ++i)
-    for (int64_t d = 0; d < D; ++d) dst[d * n2 + i] = i < n ? x.row(i)[d] : BFloat16(0.f);
+// A gather of 16 rows' 32-bit words gives two output rows (d and d + 1) of 16 columns.
+SSAST_AVX512 void transpose_rows(Rows x, int64_t n, int64_t n2, int64_t D, BFloat16* dst) {
+  const __m512i offs = row_offsets(x);
+  for (int64_t i0 = 0; i0 < n2; i0 += 16) {
+    const __mmask16 ld = i0 < n ? tail_mask(n - i0) : 0, st = tail_mask(n2 - i0);
+    const char* base = reinterpret_cast<const char*>(x.row(i0 < n ? i0 : 0));
+    for (int64_t d = 0; d < D; d += 2) {
+      const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), ld, offs, base + 2 * d, 1);
+      _mm256_mask_storeu_epi16(dst + d * n2 + i0, st, _mm512_cvtepi32_epi16(w));
+      _mm256_mask_storeu_epi16(dst + (d + 1) * n2 + i0, st, _mm512_cvtepi32_epi16(_mm512_srli_epi32(w, 16)));
+    }
+  }
 }
 
 // dst rows [n, D] (bf16) <- acc^T, acc [D, kTile] fp32 holding keys t*kTile .. t*kTile+kTile-1.
-void store_transposed(const float* acc, int64_t t, int64_t n, int64_t D, BFloat16* dst, int64_t stride) {
+SSAST_AVX512 void store_transposed(const float* acc, int64_t t, int64_t n, int64_t D, BFloat16* dst,
+                                   int64_t stride) {
+  const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                         _mm512_set1_epi32(kTile));
   for (int64_t j = 0; j < kTile && t * kTile + j < n; ++j) {
     BFloat16* row = dst + (t * kTile + j) * stride;
-    for (int64_t d = 0; d < D; ++d) row[d] = BFloat16(acc[d * kTile + j]);
+    for (int64_t d = 0; d < D; d += 16) {
+      const __mmask16 msk = tail_mask(D - d);
+      store_bf16(row + d, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), msk, idx, acc + d * kTile + j, 4), msk);
+    }
   }
 }
 
@@ -221,8 +252,7 @@ SSAST_AVX512 inline void store_vnni_pair(BFloat16* dst, __m512 row0, __m512 row1
   const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
                                        21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   const __m512i both = (__m512i)_mm512_cvtne2ps_pbh(row1, row0);  // [row0 x16 | row1 x16]
-  const __mmask32 msk = cols >= 16 ? ~__mmask32(0) : static_cast<__mmask32>((1ull << (2 * cols)) - 1);
-  _mm512_mask_storeu_epi16(dst, msk, _mm512_permutexvar_epi16(idx, both));
+  _mm512_mask_storeu_epi16(dst, pair_mask(cols), _mm512_permutexvar_epi16(idx, both));
 }
 
 SSAST_AVX512 void bwd_head(const Sizes& z, Rows q, Rows k, Rows v, Rows o, Rows dout, const float* lse,
@@ -325,8 +355,12 @@ void check_input(const at::Tensor& t, const char* name, const at::Tensor& like) 
               ", got ", t.sizes());
 }
 
-// Last dim contiguous (rows of D values) and each (b, h) a strided row set.
-at::Tensor rows_ready(const at::Tensor& t) { return t.stride(3) == 1 ? t : t.contiguous(); }
+// Last dim contiguous (rows of D values), each (b, h) a strided row set, and 16 rows' byte
+// offsets within int32 (the layout gathers).
+at::Tensor rows_ready(const at::Tensor& t) {
+  const bool gatherable = t.stride(2) >= 0 && t.stride(2) * 16 * static_cast<int64_t>(sizeof(BFloat16)) < (1ll << 31);
+  return t.stride(3) == 1 && gatherable ? t : t.contiguous();
+}
 
 Rows head(const at::Tensor& t, int64_t b, int64_t h) {
   return Rows{t.data_ptr<BFloat16>() + b * t.stride(0) + h * t.stride(1), t.stride(2)};
