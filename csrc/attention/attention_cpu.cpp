@@ -418,34 +418,60 @@ std::tuple<at::Tensor, at::Tensor> attention_cpu_fwd(const at::Tensor& q_in, con
   return {out, lse};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_cpu_bwd(const at::Tensor& dout_in, const at::Tensor& q_in,
-                                                                 const at::Tensor& k_in, const at::Tensor& v_in,
-                                                                 const at::Tensor& out_in, const at::Tensor& lse_in,
-                                                                 double scale) {
+namespace {
+
+// The backward into dq, dk, dv: [B, H, N, D] bf16 views sharing one stride layout (rows of D
+// contiguous values), e.g. fresh tensors or the three slots of a packed [B, N, 3, H, D] buffer.
+void bwd_into(const at::Tensor& dout_in, const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
+              const at::Tensor& out_in, const at::Tensor& lse_in, double scale, at::Tensor& dq, at::Tensor& dk,
+              at::Tensor& dv) {
   TORCH_CHECK(attention_cpu_supported(), "attention_cpu: this CPU has no AMX-BF16 brgemm");
   check_input(q_in, "q", q_in);
   for (auto [t, name] : {std::pair{&k_in, "k"}, {&v_in, "v"}, {&out_in, "out"}, {&dout_in, "dout"}})
     check_input(*t, name, q_in);
-  const int64_t B = q_in.size(0), H = q_in.size(1), N = q_in.size(2), D = q_in.size(3);
+  const int64_t B = q_in.size(0), H = q_in.size(1), N = q_in.size(2);
   TORCH_CHECK(lse_in.scalar_type() == at::kFloat && lse_in.sizes() == at::IntArrayRef({B, H, N}),
               "attention_cpu: lse must be float32 [B, H, N]");
+  if (B * H * N == 0) return;
   const at::Tensor q = rows_ready(q_in), k = rows_ready(k_in), v = rows_ready(v_in), o = rows_ready(out_in),
                    dout = rows_ready(dout_in), lse = lse_in.contiguous();
-  at::Tensor dq = at::empty({B, H, N, D}, q.options()), dk = at::empty_like(dq), dv = at::empty_like(dq);
-  if (B * H * N == 0) return {dq, dk, dv};
   const Sizes z = sizes_of(q);
   const float sc = static_cast<float>(scale);
+  auto at_head = [](at::Tensor& g, int64_t b, int64_t h) {
+    return g.data_ptr<BFloat16>() + b * g.stride(0) + h * g.stride(1);
+  };
   at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
     static thread_local BwdScratch w;
     for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t b = bh / H, h = bh % H, off = bh * N * D;
+      const int64_t b = bh / H, h = bh % H;
       bwd_head(z, head(q, b, h), head(k, b, h), head(v, b, h), head(o, b, h), head(dout, b, h),
-               lse.data_ptr<float>() + bh * N, sc, dq.data_ptr<BFloat16>() + off, dk.data_ptr<BFloat16>() + off,
-               dv.data_ptr<BFloat16>() + off, D, w);
+               lse.data_ptr<float>() + bh * N, sc, at_head(dq, b, h), at_head(dk, b, h), at_head(dv, b, h),
+               dq.stride(2), w);
     }
     cpublas::brgemm_release(true);
   });
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_cpu_bwd(const at::Tensor& dout, const at::Tensor& q,
+                                                                 const at::Tensor& k, const at::Tensor& v,
+                                                                 const at::Tensor& out, const at::Tensor& lse,
+                                                                 double scale) {
+  TORCH_CHECK(q.dim() == 4, "attention_cpu: q must be [B, H, N, D]");
+  at::Tensor dq = at::empty(q.sizes(), q.options()), dk = at::empty_like(dq), dv = at::empty_like(dq);
+  bwd_into(dout, q, k, v, out, lse, scale, dq, dk, dv);
   return {dq, dk, dv};
+}
+
+at::Tensor attention_cpu_bwd_packed(const at::Tensor& dout, const at::Tensor& qkv, const at::Tensor& out,
+                                    const at::Tensor& lse, double scale) {
+  TORCH_CHECK(qkv.dim() == 5 && qkv.size(2) == 3, "attention_cpu: qkv must be [B, N, 3, H, D], got ", qkv.sizes());
+  at::Tensor g = at::empty(qkv.sizes(), qkv.options());  // [B, N, 3, H, D], the qkv projection's layout
+  auto slot = [](const at::Tensor& t, int64_t i) { return t.select(2, i).permute({0, 2, 1, 3}); };
+  at::Tensor dq = slot(g, 0), dk = slot(g, 1), dv = slot(g, 2);
+  bwd_into(dout, slot(qkv, 0), slot(qkv, 1), slot(qkv, 2), out, lse, scale, dq, dk, dv);
+  return g;
 }
 
 void register_attention(pybind11::module_& m) {
@@ -453,6 +479,8 @@ void register_attention(pybind11::module_& m) {
         "Whether this CPU runs the bf16 brgemm (AMX) attention kernels");
   m.def("attention_cpu_fwd", &attention_cpu_fwd, "bf16 CPU attention forward -> (out [B,H,N,D], lse [B,H,N])");
   m.def("attention_cpu_bwd", &attention_cpu_bwd, "bf16 CPU attention backward -> (dq, dk, dv)");
+  m.def("attention_cpu_bwd_packed", &attention_cpu_bwd_packed,
+        "bf16 CPU attention backward for q, k, v packed as qkv [B, N, 3, H, D] -> dqkv [B, N, 3, H, D]");
 }
 
 }  // namespace ssast

@@ -20,6 +20,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_cpu_bwd(const at::Tenso
                                                                  const at::Tensor& out, const at::Tensor& lse,
                                                                  double scale);
 
+// The same for q, k, v packed as qkv [B, N, 3, H, D] (the qkv projection's layout; q = qkv[:, :, 0]
+// as [B, H, N, D]) -> dqkv in that layout, written in place (no stacking copy).
+at::Tensor attention_cpu_bwd_packed(const at::Tensor& dout, const at::Tensor& qkv, const at::Tensor& out,
+                                    const at::Tensor& lse, double scale);
+
 void register_attention(pybind11::module_& m);
 
 }  // namespace ssast

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ssast_fast.ops.attention import BACKENDS as ATTN_BACKENDS
-from ssast_fast.ops.attention import attention
+from ssast_fast.ops.attention import attention_packed
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,8 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # one gradient buffer in backward (indexing would zero-fill three)
-        out = attention(q, k, v, scale=self.scale, backend=self.backend)
-        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+        qkv = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads)
+        return self.proj(attention_packed(qkv, scale=self.scale, backend=self.backend))
 
 
 class Mlp(nn.Module):

@@ -649,3 +649,23 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional
     if which == "sdpa":
         return attention_sdpa(q, k, v, scale)
     return attention_eager(q, k, v, scale)
+
+
+def attention_packed(qkv: torch.Tensor, scale: Optional[float] = None, backend: str = "auto") -> torch.Tensor:
+    """Attention over the qkv projection's layout: qkv [B, N, 3, H, D] -> [B, N, H * D].
+
+    The same as ``attention(q, k, v)`` on ``qkv.permute(2, 0, 3, 1, 4)`` followed by
+    ``out.transpose(1, 2).reshape(B, N, H * D)``; the "amx" backend takes the packed tensor
+    itself and writes the gradient of qkv in place, with no stacking copy.
+    """
+    if not isinstance(qkv, torch.Tensor):
+        raise TypeError(f"attention_packed: qkv must be a torch.Tensor, got {type(qkv).__name__}")
+    if qkv.dim() != 5 or qkv.shape[2] != 3:
+        raise ValueError(f"attention_packed: qkv must have shape [B, N, 3, H, D], got {tuple(qkv.shape)}")
+    B, N, _, H, D = qkv.shape
+    scale = _resolve_scale(scale, D)
+    if resolve_backend(qkv, backend) == "amx":
+        amp_dtype = _autocast_dtype(qkv)
+        return _amx.attention_amx_packed(qkv if amp_dtype is None else qkv.to(amp_dtype), scale)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # one gradient buffer in backward (unlike indexing)
+    return attention(q, k, v, scale=scale, backend=backend).transpose(1, 2).reshape(B, N, H * D)

@@ -19,7 +19,7 @@ import torch
 
 from ssast_fast import _ext
 
-__all__ = ["available", "supports", "attention_amx"]
+__all__ = ["available", "supports", "attention_amx", "attention_amx_packed"]
 
 MAX_HEAD_DIM = 256
 
@@ -102,3 +102,71 @@ def attention_amx(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: floa
         raise ValueError(f"attention(backend='amx'): head dim must be even and <= {MAX_HEAD_DIM}, got {D}")
     _ext_or_raise()
     return torch.ops.ssast_fast.attention_amx_fwd(q, k, v, scale)[0]
+
+
+# ---- q, k, v packed as the qkv projection lays them out: [B, N, 3, H, D] ----------------------
+
+
+def _unpack(qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, N, D] views
+    return q, k, v
+
+
+@torch.library.custom_op("ssast_fast::attention_amx_packed_fwd", mutates_args=())
+def _packed_fwd_op(qkv: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(out [B, H, N, D] over [B, N, H, D] memory, lse [B, H, N]) for qkv [B, N, 3, H, D]."""
+    return _ext_or_raise().attention_cpu_fwd(*_unpack(qkv), scale)
+
+
+@_packed_fwd_op.register_fake
+def _(qkv, scale):
+    B, N, _, H, D = qkv.shape
+    return qkv.new_empty((B, N, H, D)).permute(0, 2, 1, 3), qkv.new_empty((B, H, N), dtype=torch.float32)
+
+
+@torch.library.custom_op("ssast_fast::attention_amx_packed_bwd", mutates_args=())
+def _packed_bwd_op(do: torch.Tensor, qkv: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+                   scale: float) -> torch.Tensor:
+    """d qkv [B, N, 3, H, D], written in the projection's layout (no stacking copy)."""
+    return _ext_or_raise().attention_cpu_bwd_packed(do, qkv, out, lse, scale)
+
+
+@_packed_bwd_op.register_fake
+def _(do, qkv, out, lse, scale):
+    return qkv.new_empty(qkv.shape)
+
+
+def _packed_setup_context(ctx, inputs, output):
+    qkv, scale = inputs
+    out, lse = output
+    ctx.save_for_backward(qkv, out, lse)
+    ctx.scale = scale
+
+
+def _packed_backward(ctx, grad_out, grad_lse):
+    qkv, out, lse = ctx.saved_tensors
+    if grad_out is None:
+        return None, None
+    return torch.ops.ssast_fast.attention_amx_packed_bwd(grad_out, qkv, out, lse, ctx.scale), None
+
+
+torch.library.register_autograd("ssast_fast::attention_amx_packed_fwd", _packed_backward,
+                                setup_context=_packed_setup_context)
+
+
+def attention_amx_packed(qkv: torch.Tensor, scale: float) -> torch.Tensor:
+    """Differentiable attention over qkv [B, N, 3, H, D] bf16 (CPU) -> [B, N, H * D]: the encoder's
+    own layout on both sides, so neither direction copies q, k, v or their gradients."""
+    if qkv.dtype != torch.bfloat16:
+        raise TypeError(f"attention(backend='amx'): qkv must be bfloat16, got {qkv.dtype}")
+    if qkv.device.type != "cpu":
+        raise ValueError(f"attention(backend='amx'): CPU tensors required, got {qkv.device}")
+    if qkv.dim() != 5 or qkv.shape[2] != 3:
+        raise ValueError(f"attention(backend='amx'): qkv must be [B, N, 3, H, D], got {tuple(qkv.shape)}")
+    D = qkv.shape[-1]
+    if D % 2 or D > MAX_HEAD_DIM:
+        raise ValueError(f"attention(backend='amx'): head dim must be even and <= {MAX_HEAD_DIM}, got {D}")
+    _ext_or_raise()
+    B, N, _, H, _ = qkv.shape
+    out = torch.ops.ssast_fast.attention_amx_packed_fwd(qkv, scale)[0]
+    return out.transpose(1, 2).reshape(B, N, H * D)

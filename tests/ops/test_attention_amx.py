@@ -172,3 +172,52 @@ def test_no_grad_forward_matches():
         plain = attention(q, k, v, backend="amx")
     leaves = [t.detach().requires_grad_() for t in (q, k, v)]
     assert torch.equal(attention(*leaves, backend="amx").detach(), plain)
+
+
+@pytest.mark.parametrize("backend", ["amx", "sdpa", "eager"])
+def test_packed_layout_matches_unpacked(backend):
+    """attention_packed(qkv [B, N, 3, H, D]) == attention on the permuted views, transposed back,
+    forward and gradient of qkv (amx: the packed backward writes d qkv in place)."""
+    if backend == "amx" and not X.available():
+        pytest.skip("needs the built extension and a CPU with AMX-BF16")
+    from ssast_fast.ops.attention import attention_packed
+
+    dtype = torch.bfloat16 if backend == "amx" else torch.float32
+    g = torch.Generator().manual_seed(3)
+    B, N, H, D = 2, 77, 3, 64
+    qkv = torch.randn(B, N, 3, H, D, generator=g).to(dtype).requires_grad_()
+    do = torch.randn(B, N, H * D, generator=g).to(dtype)
+    got = attention_packed(qkv, backend=backend)
+    got.backward(do)
+    ref_in = qkv.detach().clone().requires_grad_()
+    q, k, v = ref_in.permute(2, 0, 3, 1, 4).unbind(0)
+    want = attention(q, k, v, backend=backend).transpose(1, 2).reshape(B, N, H * D)
+    want.backward(do)
+    assert torch.equal(got, want)
+    assert torch.equal(qkv.grad, ref_in.grad)
+
+
+@needs_amx
+def test_packed_ops_opcheck_and_compile():
+    from ssast_fast.ops.attention import attention_packed
+
+    qkv = torch.randn(1, 40, 3, 2, 32).to(torch.bfloat16)
+    torch.library.opcheck(torch.ops.ssast_fast.attention_amx_packed_fwd, (qkv, 0.2))
+    out, lse = torch.ops.ssast_fast.attention_amx_packed_fwd(qkv, 0.2)
+    do = torch.randn_like(out)
+    torch.library.opcheck(torch.ops.ssast_fast.attention_amx_packed_bwd, (do, qkv, out, lse, 0.2))
+    compiled = torch.compile(attention_packed, backend="aot_eager", fullgraph=True)
+    a = qkv.clone().requires_grad_()
+    compiled(a).sum().backward()
+    b = qkv.clone().requires_grad_()
+    attention_packed(b).sum().backward()
+    assert torch.equal(a.grad, b.grad)
+
+
+def test_packed_validation():
+    from ssast_fast.ops.attention import attention_packed
+
+    with pytest.raises(ValueError, match=r"\[B, N, 3, H, D\]"):
+        attention_packed(torch.randn(2, 5, 4, 2, 8))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        attention_packed([1, 2, 3])
