@@ -12,6 +12,7 @@ from torch import nn
 
 from ssast_fast.ops.attention import BACKENDS as ATTN_BACKENDS
 from ssast_fast.ops.attention import attention_packed
+from ssast_fast.ops.layer_norm import norm_for_linear
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,9 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, 4 * dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        # norm_for_linear: the norm and the autocast cast to bf16 in one pass under CPU bf16 autocast
+        x = x + self.attn(norm_for_linear(self.norm1, x))
+        return x + self.mlp(norm_for_linear(self.norm2, x))
 
 
 class VisionTransformer(nn.Module):

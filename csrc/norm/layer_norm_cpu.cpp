@@ -1,0 +1,146 @@
+// LayerNorm over the last dim of float32 CPU rows with the output rounded to bfloat16, and its
+// backward. It is the encoder's norm1 / norm2 under CPU bf16 autocast, where the Linear after
+// the norm casts the float32 output to bf16 anyway: fusing that cast saves one pass over the
+// activations each way. Math in float32 as ATen's LayerNorm: mean, biased variance,
+// rstd = 1 / sqrt(var + eps), y = (x - mean) * rstd * weight + bias.
+#include "norm/layer_norm_cpu.h"
+
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <cmath>
+#include <vector>
+
+namespace ssast {
+namespace {
+
+using at::BFloat16;
+
+#define SSAST_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+
+SSAST_AVX512 inline __mmask16 tail_mask(int64_t left) {
+  return left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
+}
+
+SSAST_AVX512 inline __m512 load_bf16(const BFloat16* src, __mmask16 m) {
+  const __m256i h = _mm256_maskz_loadu_epi16(m, src);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+SSAST_AVX512 void fwd_rows(const float* x, int64_t r0, int64_t r1, int64_t C, const float* w, const float* b, float eps,
+                           BFloat16* y, float* mean, float* rstd) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* xr = x + r * C;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t c = 0; c < C; c += 16) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(tail_mask(C - c), xr + c));
+    const float mu = _mm512_reduce_add_ps(acc) / C;
+    const __m512 vmu = _mm512_set1_ps(mu);
+    acc = _mm512_setzero_ps();
+    for (int64_t c = 0; c < C; c += 16) {
+      const __mmask16 m = tail_mask(C - c);
+      const __m512 d = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, xr + c), vmu);
+      acc = _mm512_fmadd_ps(d, d, acc);
+    }
+    const float rs = 1.0f / std::sqrt(_mm512_reduce_add_ps(acc) / C + eps);
+    const __m512 vrs = _mm512_set1_ps(rs);
+    for (int64_t c = 0; c < C; c += 16) {
+      const __mmask16 m = tail_mask(C - c);
+      const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + c), vmu), vrs);
+      const __m512 out = _mm512_fmadd_ps(xh, _mm512_maskz_loadu_ps(m, w + c), _mm512_maskz_loadu_ps(m, b + c));
+      _mm256_mask_storeu_epi16(y + r * C + c, m, (__m256i)_mm512_cvtneps_pbh(out));
+    }
+    mean[r] = mu;
+    rstd[r] = rs;
+  }
+}
+
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * weight; dw += dy * xhat, db += dy.
+SSAST_AVX512 void bwd_rows(const BFloat16* dy, const float* x, const float* mean, const float* rstd, const float* w,
+                           int64_t r0, int64_t r1, int64_t C, float* dx, float* dw, float* db) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* xr = x + r * C;
+    const __m512 vmu = _mm512_set1_ps(mean[r]), vrs = _mm512_set1_ps(rstd[r]);
+    __m512 sg = _mm512_setzero_ps(), sgx = _mm512_setzero_ps();
+    for (int64_t c = 0; c < C; c += 16) {
+      const __mmask16 m = tail_mask(C - c);
+      const __m512 d = load_bf16(dy + r * C + c, m);
+      const __m512 xh = _mm512_mul_ps(_mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, xr + c), vmu), vrs);
+      const __m512 g = _mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, w + c));
+      sg = _mm512_add_ps(sg, g);
+      sgx = _mm512_fmadd_ps(g, xh, sgx);
+      _mm512_mask_storeu_ps(dw + c, m, _mm512_fmadd_ps(d, xh, _mm512_maskz_loadu_ps(m, dw + c)));
+      _mm512_mask_storeu_ps(db + c, m, _mm512_add_ps(d, _mm512_maskz_loadu_ps(m, db + c)));
+    }
+    const __m512 a = _mm512_set1_ps(_mm512_reduce_add_ps(sg) / C), bt = _mm512_set1_ps(_mm512_reduce_add_ps(sgx) / C);
+    for (int64_t c = 0; c < C; c += 16) {
+      const __mmask16 m = tail_mask(C - c);
+      const __m512 d = load_bf16(dy + r * C + c, m);
+      const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + c), vmu), vrs);
+      const __m512 g = _mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, w + c));
+      const __m512 out = _mm512_mul_ps(vrs, _mm512_sub_ps(_mm512_sub_ps(g, a), _mm512_mul_ps(xh, bt)));
+      _mm512_mask_storeu_ps(dx + r * C + c, m, out);
+    }
+  }
+}
+
+void check(bool ok, const char* what) { TORCH_CHECK(ok, "layer_norm_bf16: ", what); }
+
+}  // namespace
+
+bool layer_norm_bf16_supported() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                         __builtin_cpu_supports("avx512bf16");
+  return ok;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_bf16_fwd(const at::Tensor& x_in, const at::Tensor& weight,
+                                                                   const at::Tensor& bias, double eps) {
+  check(layer_norm_bf16_supported(), "this CPU lacks AVX512-BF16");
+  check(x_in.device().is_cpu() && x_in.scalar_type() == at::kFloat && x_in.dim() >= 1, "x must be float32 CPU [..., C]");
+  const int64_t C = x_in.size(-1);
+  check(weight.scalar_type() == at::kFloat && bias.scalar_type() == at::kFloat && weight.numel() == C &&
+            bias.numel() == C,
+        "weight and bias must be float32 [C]");
+  const at::Tensor x = x_in.contiguous(), w = weight.contiguous(), b = bias.contiguous();
+  const int64_t M = C ? x.numel() / C : 0;
+  at::Tensor y = at::empty(x.sizes(), x.options().dtype(at::kBFloat16));
+  at::Tensor mean = at::empty({M}, x.options()), rstd = at::empty({M}, x.options());
+  if (M * C == 0) return {y, mean, rstd};
+  const float e = static_cast<float>(eps);
+  at::parallel_for(0, M, 64, [&](int64_t r0, int64_t r1) {
+    fwd_rows(x.data_ptr<float>(), r0, r1, C, w.data_ptr<float>(), b.data_ptr<float>(), e, y.data_ptr<BFloat16>(),
+             mean.data_ptr<float>(), rstd.data_ptr<float>());
+  });
+  return {y, mean, rstd};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_bf16_bwd(const at::Tensor& dy_in, const at::Tensor& x_in,
+                                                                   const at::Tensor& mean, const at::Tensor& rstd,
+                                                                   const at::Tensor& weight) {
+  check(layer_norm_bf16_supported(), "this CPU lacks AVX512-BF16");
+  check(dy_in.scalar_type() == at::kBFloat16 && dy_in.sizes() == x_in.sizes(), "dy must be bf16 shaped like x");
+  const int64_t C = x_in.size(-1);
+  const at::Tensor dy = dy_in.contiguous(), x = x_in.contiguous(), w = weight.contiguous();
+  const int64_t M = C ? x.numel() / C : 0;
+  check(mean.numel() == M && rstd.numel() == M, "mean and rstd must hold one value per row");
+  at::Tensor dx = at::empty(x.sizes(), x.options());
+  const int nt = at::get_num_threads();
+  at::Tensor part = at::zeros({nt, 2, C}, x.options());  // per-thread dw, db
+  if (M * C > 0) {
+    at::parallel_for(0, M, 64, [&](int64_t r0, int64_t r1) {
+      float* p = part.data_ptr<float>() + at::get_thread_num() * 2 * C;
+      bwd_rows(dy.data_ptr<BFloat16>(), x.data_ptr<float>(), mean.data_ptr<float>(), rstd.data_ptr<float>(),
+               w.data_ptr<float>(), r0, r1, C, dx.data_ptr<float>(), p, p + C);
+    });
+  }
+  return {dx, part.select(1, 0).sum(0).view(weight.sizes()), part.select(1, 1).sum(0).view(weight.sizes())};
+}
+
+void register_layer_norm(pybind11::module_& m) {
+  m.def("layer_norm_bf16_supported", &layer_norm_bf16_supported, "Whether the CPU runs the AVX512-BF16 LayerNorm");
+  m.def("layer_norm_bf16_fwd", &layer_norm_bf16_fwd, "LayerNorm of float32 rows -> (y bf16, mean, rstd)");
+  m.def("layer_norm_bf16_bwd", &layer_norm_bf16_bwd, "LayerNorm backward -> (dx float32, dweight, dbias)");
+}
+
+}  // namespace ssast

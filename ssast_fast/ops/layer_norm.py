@@ -1,0 +1,101 @@
+"""LayerNorm whose output is rounded to bfloat16: the encoder's pre-norms under CPU bf16 autocast.
+
+    y = bf16((x - mean) / sqrt(var + eps) * weight + bias)    x: float32 [..., C]
+
+Under ``torch.autocast("cpu", dtype=torch.bfloat16)`` a LayerNorm runs in float32 and the
+Linear after it casts the result to bf16; the C++ kernel (``csrc/norm``, AVX512-BF16) does both
+in one pass, and its backward takes the bf16 gradient the Linear returns and produces the
+float32 dx, dweight and dbias, again in one pass. The values equal ``norm(x).to(bf16)`` up to
+float32 rounding inside the normalisation (a rare last-bit difference in the bf16 output).
+
+:func:`norm_for_linear` is what the encoder calls: the fused kernel when it applies (float32
+CPU input under bf16 CPU autocast, extension built, AVX512-BF16), else the module itself.
+Custom ops ``ssast_fast::layer_norm_bf16_fwd`` / ``_bwd`` with fake kernels.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ssast_fast import _ext
+
+__all__ = ["available", "layer_norm_bf16", "norm_for_linear"]
+
+# Probed once at import (a hardware fact), so that the choice stays traceable by torch.compile.
+_CPU_OK: bool = _ext._module is not None and bool(_ext._module.layer_norm_bf16_supported())
+
+
+def available() -> bool:
+    """Whether the fused kernel can run here (extension built, not forced pure, AVX512-BF16)."""
+    return _CPU_OK and _ext.get() is not None
+
+
+def _ext_or_raise():
+    ext = _ext.get()
+    if ext is None or not _CPU_OK:
+        raise RuntimeError("layer_norm_bf16 needs the ssast_fast._C extension and a CPU with AVX512-BF16")
+    return ext
+
+
+@torch.library.custom_op("ssast_fast::layer_norm_bf16_fwd", mutates_args=())
+def _fwd_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+            eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(y bf16 like x, mean [M], rstd [M]) over the M rows of x [..., C]."""
+    return _ext_or_raise().layer_norm_bf16_fwd(x, weight, bias, eps)
+
+
+@_fwd_op.register_fake
+def _(x, weight, bias, eps):
+    rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+    return x.new_empty(x.shape, dtype=torch.bfloat16), x.new_empty((rows,)), x.new_empty((rows,))
+
+
+@torch.library.custom_op("ssast_fast::layer_norm_bf16_bwd", mutates_args=())
+def _bwd_op(dy: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor,
+            weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx float32 like x, dweight [C], dbias [C])."""
+    return _ext_or_raise().layer_norm_bf16_bwd(dy, x, mean, rstd, weight)
+
+
+@_bwd_op.register_fake
+def _(dy, x, mean, rstd, weight):
+    return x.new_empty(x.shape), weight.new_empty(weight.shape), weight.new_empty(weight.shape)
+
+
+def _setup_context(ctx, inputs, output):
+    x, weight, _, _ = inputs
+    _, mean, rstd = output
+    ctx.save_for_backward(x, mean, rstd, weight)
+
+
+def _backward(ctx, dy, d_mean, d_rstd):
+    x, mean, rstd, weight = ctx.saved_tensors
+    if dy is None:
+        return None, None, None, None
+    dx, dw, db = torch.ops.ssast_fast.layer_norm_bf16_bwd(dy.to(torch.bfloat16), x, mean, rstd, weight)
+    return dx, dw, db, None
+
+
+torch.library.register_autograd("ssast_fast::layer_norm_bf16_fwd", _backward, setup_context=_setup_context)
+
+
+def layer_norm_bf16(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """LayerNorm over the last dim of float32 CPU x [..., C], returned in bfloat16 (differentiable)."""
+    if x.dtype != torch.float32 or weight.dtype != torch.float32 or bias.dtype != torch.float32:
+        raise TypeError(f"layer_norm_bf16: x, weight, bias must be float32, got {x.dtype}, {weight.dtype}, {bias.dtype}")
+    if x.device.type != "cpu":
+        raise ValueError(f"layer_norm_bf16: CPU tensors required, got {x.device}")
+    if x.dim() < 1 or weight.shape != (x.shape[-1],) or bias.shape != (x.shape[-1],):
+        raise ValueError(f"layer_norm_bf16: x [..., C] with weight and bias [C] required, got {tuple(x.shape)}, "
+                         f"{tuple(weight.shape)}, {tuple(bias.shape)}")
+    _ext_or_raise()
+    return torch.ops.ssast_fast.layer_norm_bf16_fwd(x, weight, bias, eps)[0]
+
+
+def norm_for_linear(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)`` for a Linear to consume: fused to a bf16 output under bf16 CPU autocast."""
+    if (x.device.type == "cpu" and x.dtype == torch.float32 and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16 and norm.elementwise_affine
+            and norm.bias is not None and len(norm.normalized_shape) == 1 and available()):
+        return layer_norm_bf16(x, norm.weight, norm.bias, norm.eps)
+    return norm(x)

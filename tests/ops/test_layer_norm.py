@@ -1,0 +1,95 @@
+"""ssast_fast.ops.layer_norm: the fused LayerNorm -> bf16 kernel against torch's LayerNorm
+followed by the cast (forward, dx, dweight, dbias), the encoder's dispatch, validation and the
+custom-op integration."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ssast_fast import _ext
+from ssast_fast.ops import layer_norm as L
+
+needs_kernel = pytest.mark.skipif(not L.available(), reason="needs the built extension and a CPU with AVX512-BF16")
+
+
+def _case(shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    C = shape[-1]
+    x = torch.randn(*shape, generator=g) * 3 + 1
+    w, b = torch.randn(C, generator=g), torch.randn(C, generator=g)
+    dy = torch.randn(*shape, generator=g).to(torch.bfloat16)
+    return x, w, b, dy
+
+
+def _torch_ref(x, w, b, dy, eps):
+    leaves = [t.detach().double().requires_grad_() for t in (x, w, b)]
+    y = torch.nn.functional.layer_norm(leaves[0], (x.shape[-1],), leaves[1], leaves[2], eps)
+    y.backward(dy.double())
+    return y.detach(), *(t.grad for t in leaves)
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape", [(16, 514, 192), (3, 7, 100), (2, 5, 768), (4, 33), (1, 16), (2, 3, 17)])
+@pytest.mark.parametrize("eps", [1e-6, 1e-5])
+def test_matches_float64_layer_norm(shape, eps):
+    """y within one bf16 rounding of the exact value; dx, dweight, dbias within float32 noise of
+    float64 (and no worse than torch's float32 LayerNorm)."""
+    x, w, b, dy = _case(shape, seed=sum(shape))
+    leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+    y = L.layer_norm_bf16(*leaves, eps)
+    y.backward(dy)
+    assert y.dtype == torch.bfloat16 and y.shape == x.shape
+    ref_y, ref_dx, ref_dw, ref_db = _torch_ref(x, w, b, dy, eps)
+    torch.testing.assert_close(y.double(), ref_y, rtol=2 ** -8, atol=1e-6)  # bf16 resolution
+    t32 = [t.clone().requires_grad_() for t in (x, w, b)]
+    torch.nn.functional.layer_norm(t32[0], (x.shape[-1],), t32[1], t32[2], eps).backward(dy.float())
+    for got, f32, ref in zip((leaves[0].grad, leaves[1].grad, leaves[2].grad), (t.grad for t in t32),
+                             (ref_dx, ref_dw, ref_db)):
+        err = (got.double() - ref).abs().max().item()
+        err32 = (f32.double() - ref).abs().max().item()
+        assert err <= 4 * err32 + 1e-5 * ref.abs().max().item(), (err, err32)
+
+
+@needs_kernel
+def test_bf16_output_equals_torch_then_cast_almost_everywhere():
+    x, w, b, _ = _case((8, 514, 192), seed=1)
+    y = L.layer_norm_bf16(x, w, b, 1e-6)
+    want = torch.nn.functional.layer_norm(x, (192,), w, b, 1e-6).to(torch.bfloat16)
+    differ = (y != want)
+    assert differ.float().mean().item() < 1e-3  # float32 rounding inside the norm: rare ties
+    torch.testing.assert_close(y[differ].float(), want[differ].float(), rtol=2 ** -7, atol=0)
+
+
+@needs_kernel
+def test_dispatch_under_autocast_only():
+    norm = torch.nn.LayerNorm(64, eps=1e-6)
+    x = torch.randn(2, 10, 64)
+    assert L.norm_for_linear(norm, x).dtype == torch.float32  # no autocast: the module itself
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert L.norm_for_linear(norm, x).dtype == torch.bfloat16
+        with _ext.pure():
+            assert L.norm_for_linear(norm, x).dtype == torch.float32  # autocast casts later
+    with torch.autocast("cpu", dtype=torch.float16):
+        assert L.norm_for_linear(norm, x).dtype == torch.float32
+
+
+@needs_kernel
+def test_opcheck_and_compile():
+    x, w, b, dy = _case((3, 9, 40), seed=4)
+    torch.library.opcheck(torch.ops.ssast_fast.layer_norm_bf16_fwd, (x, w, b, 1e-6))
+    _, mean, rstd = torch.ops.ssast_fast.layer_norm_bf16_fwd(x, w, b, 1e-6)
+    torch.library.opcheck(torch.ops.ssast_fast.layer_norm_bf16_bwd, (dy, x, mean, rstd, w))
+    compiled = torch.compile(L.layer_norm_bf16, backend="aot_eager", fullgraph=True)
+    a = x.clone().requires_grad_()
+    compiled(a, w, b, 1e-6).backward(dy)
+    e = x.clone().requires_grad_()
+    L.layer_norm_bf16(e, w, b, 1e-6).backward(dy)
+    assert torch.equal(a.grad, e.grad)
+
+
+def test_validation():
+    w, b = torch.ones(8), torch.zeros(8)
+    with pytest.raises(TypeError, match="float32"):
+        L.layer_norm_bf16(torch.randn(2, 8).double(), w, b, 1e-6)
+    with pytest.raises(ValueError, match=r"\[C\]"):
+        L.layer_norm_bf16(torch.randn(2, 8), torch.ones(7), b, 1e-6)
