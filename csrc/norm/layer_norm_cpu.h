@@ -2,6 +2,7 @@
 #pragma once
 #include <torch/extension.h>
 
+#include <optional>
 #include <tuple>
 
 namespace ssast {
@@ -16,6 +17,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_bf16_fwd(const at::Ten
 std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_bf16_bwd(const at::Tensor& dy, const at::Tensor& x,
                                                                    const at::Tensor& mean, const at::Tensor& rstd,
                                                                    const at::Tensor& weight);
+
+// Residual add fused in: s = x + h (h bf16 like x), then the LayerNorm of s -> (s float32, y bf16,
+// mean, rstd). The next block's residual stream is s; y feeds its Linear.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_bf16_fwd(const at::Tensor& x,
+                                                                                   const at::Tensor& h,
+                                                                                   const at::Tensor& weight,
+                                                                                   const at::Tensor& bias, double eps);
+
+// ds: the gradient of s from the residual stream (None: zero); dy: of y (bf16). -> (dx float32,
+// dh = bf16(dx), dweight, dbias), where dx = ds + the LayerNorm backward of dy.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_bf16_bwd(
+    const std::optional<at::Tensor>& ds, const at::Tensor& dy, const at::Tensor& s, const at::Tensor& mean,
+    const at::Tensor& rstd, const at::Tensor& weight);
 
 void register_layer_norm(pybind11::module_& m);
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from ssast_fast.ops.attention import BACKENDS as ATTN_BACKENDS
 from ssast_fast.ops.attention import attention_packed
-from ssast_fast.ops.layer_norm import norm_for_linear
+from ssast_fast.ops.layer_norm import add_layer_norm_bf16, fused_applies, norm_for_linear
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,22 @@ class VisionTransformer(nn.Module):
     def encode(self, patches: torch.Tensor) -> torch.Tensor:
         """[B, P, dim] patch embeddings -> [B, cls_token_num + P, dim] final-norm outputs."""
         x = torch.cat((self.cls_tokens(patches.shape[0]), patches), dim=1) + self.pos_embed
+        if len(self.blocks) and fused_applies(x, self.blocks[0].norm1):
+            return self.norm(self._blocks_fused(x))
         for blk in self.blocks:
             x = blk(x)
         return self.norm(x)
+
+    def _blocks_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """The blocks under CPU bf16 autocast, same math: each residual add runs fused with the
+        LayerNorm after it (the block's norm2, then the next block's norm1), one pass each way."""
+        blocks = list(self.blocks)
+        y = norm_for_linear(blocks[0].norm1, x)
+        for i, blk in enumerate(blocks):
+            x, y = add_layer_norm_bf16(x, blk.attn(y), blk.norm2.weight, blk.norm2.bias, blk.norm2.eps)
+            h = blk.mlp(y)
+            if i + 1 == len(blocks):
+                return x + h
+            nxt = blocks[i + 1].norm1
+            x, y = add_layer_norm_bf16(x, h, nxt.weight, nxt.bias, nxt.eps)
+        return x

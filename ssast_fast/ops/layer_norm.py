@@ -8,18 +8,25 @@ in one pass, and its backward takes the bf16 gradient the Linear returns and pro
 float32 dx, dweight and dbias, again in one pass. The values equal ``norm(x).to(bf16)`` up to
 float32 rounding inside the normalisation (a rare last-bit difference in the bf16 output).
 
-:func:`norm_for_linear` is what the encoder calls: the fused kernel when it applies (float32
-CPU input under bf16 CPU autocast, extension built, AVX512-BF16), else the module itself.
-Custom ops ``ssast_fast::layer_norm_bf16_fwd`` / ``_bwd`` with fake kernels.
+:func:`add_layer_norm_bf16` also fuses the residual add before the norm: ``s = x + h`` (h the bf16
+output of the attention or MLP branch) and ``y = bf16(LayerNorm(s))`` in one pass; its backward
+adds the residual stream's gradient and returns both dx (float32) and dh (bf16) in the same pass.
+
+:func:`norm_for_linear` / :func:`fused_applies` are what the encoder uses: the fused kernels when
+they apply (float32 CPU input under bf16 CPU autocast, extension built, AVX512-BF16), else the
+module itself. Custom ops ``ssast_fast::layer_norm_bf16_fwd`` / ``_bwd`` and
+``ssast_fast::add_layer_norm_bf16_fwd`` / ``_bwd``, with fake kernels.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 from torch import nn
 
 from ssast_fast import _ext
 
-__all__ = ["available", "layer_norm_bf16", "norm_for_linear"]
+__all__ = ["available", "layer_norm_bf16", "add_layer_norm_bf16", "norm_for_linear", "fused_applies"]
 
 # Probed once at import (a hardware fact), so that the choice stays traceable by torch.compile.
 _CPU_OK: bool = _ext._module is not None and bool(_ext._module.layer_norm_bf16_supported())
@@ -79,8 +86,7 @@ def _backward(ctx, dy, d_mean, d_rstd):
 torch.library.register_autograd("ssast_fast::layer_norm_bf16_fwd", _backward, setup_context=_setup_context)
 
 
-def layer_norm_bf16(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    """LayerNorm over the last dim of float32 CPU x [..., C], returned in bfloat16 (differentiable)."""
+def _check(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> None:
     if x.dtype != torch.float32 or weight.dtype != torch.float32 or bias.dtype != torch.float32:
         raise TypeError(f"layer_norm_bf16: x, weight, bias must be float32, got {x.dtype}, {weight.dtype}, {bias.dtype}")
     if x.device.type != "cpu":
@@ -89,13 +95,82 @@ def layer_norm_bf16(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, e
         raise ValueError(f"layer_norm_bf16: x [..., C] with weight and bias [C] required, got {tuple(x.shape)}, "
                          f"{tuple(weight.shape)}, {tuple(bias.shape)}")
     _ext_or_raise()
+
+
+def layer_norm_bf16(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """LayerNorm over the last dim of float32 CPU x [..., C], returned in bfloat16 (differentiable)."""
+    _check(x, weight, bias)
     return torch.ops.ssast_fast.layer_norm_bf16_fwd(x, weight, bias, eps)[0]
 
 
 def norm_for_linear(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     """``norm(x)`` for a Linear to consume: fused to a bf16 output under bf16 CPU autocast."""
-    if (x.device.type == "cpu" and x.dtype == torch.float32 and torch.is_autocast_enabled("cpu")
-            and torch.get_autocast_dtype("cpu") == torch.bfloat16 and norm.elementwise_affine
-            and norm.bias is not None and len(norm.normalized_shape) == 1 and available()):
+    if fused_applies(x, norm):
         return layer_norm_bf16(x, norm.weight, norm.bias, norm.eps)
     return norm(x)
+
+
+# ---- the residual add fused in: s = x + h, y = bf16(LayerNorm(s)) --------------------------------
+
+
+@torch.library.custom_op("ssast_fast::add_layer_norm_bf16_fwd", mutates_args=())
+def _add_fwd_op(x: torch.Tensor, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(s = x + h float32, y bf16, mean [M], rstd [M]) for x float32 and h bf16 [..., C]."""
+    return _ext_or_raise().add_layer_norm_bf16_fwd(x, h, weight, bias, eps)
+
+
+@_add_fwd_op.register_fake
+def _(x, h, weight, bias, eps):
+    rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+    return (x.new_empty(x.shape), x.new_empty(x.shape, dtype=torch.bfloat16), x.new_empty((rows,)),
+            x.new_empty((rows,)))
+
+
+@torch.library.custom_op("ssast_fast::add_layer_norm_bf16_bwd", mutates_args=())
+def _add_bwd_op(ds: Optional[torch.Tensor], dy: torch.Tensor, s: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor,
+                weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx float32, dh bf16, dweight, dbias); dx = ds + the LayerNorm backward of dy, dh = bf16(dx)."""
+    return _ext_or_raise().add_layer_norm_bf16_bwd(ds, dy, s, mean, rstd, weight)
+
+
+@_add_bwd_op.register_fake
+def _(ds, dy, s, mean, rstd, weight):
+    return (s.new_empty(s.shape), s.new_empty(s.shape, dtype=torch.bfloat16), weight.new_empty(weight.shape),
+            weight.new_empty(weight.shape))
+
+
+def _add_setup_context(ctx, inputs, output):
+    _, _, weight, _, _ = inputs
+    s, _, mean, rstd = output
+    ctx.save_for_backward(s, mean, rstd, weight)
+
+
+def _add_backward(ctx, ds, dy, d_mean, d_rstd):
+    s, mean, rstd, weight = ctx.saved_tensors
+    if dy is None:  # only the residual stream is used: the LayerNorm contributes nothing
+        return ds, None if ds is None else ds.to(torch.bfloat16), None, None, None
+    dx, dh, dw, db = torch.ops.ssast_fast.add_layer_norm_bf16_bwd(ds, dy.to(torch.bfloat16), s, mean, rstd, weight)
+    return dx, dh, dw, db, None
+
+
+torch.library.register_autograd("ssast_fast::add_layer_norm_bf16_fwd", _add_backward, setup_context=_add_setup_context)
+
+
+def add_layer_norm_bf16(x: torch.Tensor, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                        eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(s, y): s = x + h (float32 x, bf16 h, [..., C]) and y = LayerNorm(s) in bf16 (differentiable)."""
+    if h.dtype != torch.bfloat16 or h.shape != x.shape:
+        raise TypeError(f"add_layer_norm_bf16: h must be bfloat16 shaped like x {tuple(x.shape)}, "
+                        f"got {h.dtype} {tuple(h.shape)}")
+    _check(x, weight, bias)
+    s, y, _, _ = torch.ops.ssast_fast.add_layer_norm_bf16_fwd(x, h, weight, bias, eps)
+    return s, y
+
+
+def fused_applies(x: torch.Tensor, norm: nn.LayerNorm) -> bool:
+    """Whether the fused kernels serve ``norm(x)`` feeding a Linear: float32 CPU x under bf16 CPU
+    autocast, an affine LayerNorm over the last dim, the kernels available."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16 and norm.elementwise_affine
+            and norm.bias is not None and len(norm.normalized_shape) == 1 and available())

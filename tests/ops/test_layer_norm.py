@@ -93,3 +93,78 @@ def test_validation():
         L.layer_norm_bf16(torch.randn(2, 8).double(), w, b, 1e-6)
     with pytest.raises(ValueError, match=r"\[C\]"):
         L.layer_norm_bf16(torch.randn(2, 8), torch.ones(7), b, 1e-6)
+
+
+def _add_ln_unfused(x, h, w, b, eps):
+    s = x + h  # float32 + bf16 promotes to float32, as in the encoder's residual add
+    return s, torch.nn.functional.layer_norm(s, (x.shape[-1],), w, b, eps).to(torch.bfloat16)
+
+
+@needs_kernel
+@pytest.mark.parametrize("use", ["both", "s_only", "y_only"])
+@pytest.mark.parametrize("shape", [(16, 514, 192), (3, 5, 40), (2, 17)])
+def test_add_layer_norm_matches_unfused(use, shape):
+    """s = x + h exactly; y within bf16 rounding; dx, dh, dweight, dbias as autograd computes
+    them for the unfused ops (dh = bf16(dx): the gradient of the promoted bf16 operand)."""
+    x, w, b, dy = _case(shape, seed=len(use) + sum(shape))
+    g = torch.Generator().manual_seed(9)
+    h = torch.randn(*shape, generator=g).to(torch.bfloat16)
+    ds = torch.randn(*shape, generator=g)
+
+    def run(fn):
+        leaves = [t.clone().requires_grad_() for t in (x, h, w, b)]
+        s, y = fn(*leaves, 1e-6)
+        loss = 0
+        if use != "y_only":
+            loss = loss + (s * ds).sum()
+        if use != "s_only":
+            loss = loss + (y.float() * dy.float()).sum()
+        loss.backward()
+        return s.detach(), y.detach(), [t.grad for t in leaves]
+
+    s1, y1, g1 = run(L.add_layer_norm_bf16)
+    s2, y2, g2 = run(_add_ln_unfused)
+    assert torch.equal(s1, s2)
+    torch.testing.assert_close(y1.float(), y2.float(), rtol=2 ** -7, atol=1e-6)
+    for name, a, e in zip(("x", "h", "weight", "bias"), g1, g2):
+        if e is None:
+            assert a is None or not a.any(), name
+            continue
+        assert a.dtype == e.dtype, name
+        scale = e.float().abs().max().clamp_min(1e-6)
+        assert ((a.float() - e.float()).abs().max() / scale).item() < 2e-2 if name == "h" else 1e-5, name
+
+
+@needs_kernel
+def test_encoder_fused_schedule_as_accurate_as_plain_blocks(monkeypatch):
+    """Under CPU bf16 autocast the encoder fuses each residual add with the next LayerNorm. The
+    forward equals the plain block loop to bf16 accuracy, and against fp32 every gradient's error
+    is within 2x of the plain loop's bf16 error (plus a small floor)."""
+    from ssast_fast import ASTModel
+    from ssast_fast.model import encoder as E
+
+    torch.manual_seed(0)
+    model = ASTModel(fshape=16, tshape=16, fstride=16, tstride=16, input_fdim=128, input_tdim=128,
+                     model_size="tiny", attn_backend="sdpa")
+    x = torch.randn(2, 128, 128)
+    idx = torch.stack([torch.randperm(model.num_patches)[:20] for _ in range(2)])
+
+    def run(bf16=True):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            _, nce, mse = model.joint_losses(x, idx, idx.flip(1))
+        (nce + 10 * mse).backward()
+        return torch.stack([nce, mse]).detach(), {n: p.grad.clone() for n, p in model.named_parameters()
+                                                  if p.grad is not None}
+
+    ref_l, ref_g = run(bf16=False)
+    fused_l, fused_g = run()
+    monkeypatch.setattr(E, "fused_applies", lambda x, norm: False)
+    monkeypatch.setattr(L, "_CPU_OK", False)
+    plain_l, plain_g = run()
+    torch.testing.assert_close(fused_l, plain_l, rtol=5e-3, atol=0)
+    rel = lambda a, b: ((a - b).norm() / b.norm()).item()  # noqa: E731
+    for name, e in ref_g.items():
+        if name == "cpredlayer.2.bias":  # analytically zero
+            continue
+        assert rel(fused_g[name], e) <= 2 * rel(plain_g[name], e) + 0.02, name
