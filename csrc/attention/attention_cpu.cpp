@@ -16,6 +16,8 @@
 // kKAlign; padded rows and columns hold zeros, so they add nothing.
 #include "attention/attention_cpu.h"
 
+#include "common/avx512_bf16.h"
+
 #include <ATen/Parallel.h>
 #include <ATen/native/CPUBlas.h>
 #include <immintrin.h>
@@ -30,6 +32,9 @@ namespace {
 
 using at::BFloat16;
 namespace cpublas = at::native::cpublas;
+using avx512::load_bf16;
+using avx512::store_bf16;
+using avx512::tail_mask;
 
 constexpr int64_t kTile = 64;    // key columns per packed B tile (and head-dim tile width)
 constexpr int64_t kBlockM = 64;  // query rows per block
@@ -38,8 +43,6 @@ constexpr int64_t kBlockM = 64;  // query rows per block
 constexpr int64_t kKAlign = 4;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-#define SSAST_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
 
 // exp(x) for x <= 0 (and -inf): x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial, 2^n by scalef.
 // Within 2 ulp of std::exp; arguments below -87.3 flush to 0.
@@ -59,20 +62,6 @@ SSAST_AVX512 inline __m512 exp_ps(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
   return _mm512_maskz_scalef_ps(static_cast<__mmask16>(~tiny), p, n);
-}
-
-SSAST_AVX512 inline __mmask16 tail_mask(int64_t left) {
-  return left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
-}
-
-// Round 16 floats to bf16 (nearest even, as torch) and store the first `left` of them.
-SSAST_AVX512 inline void store_bf16(BFloat16* dst, __m512 v, __mmask16 m) {
-  _mm256_mask_storeu_epi16(dst, m, (__m256i)_mm512_cvtneps_pbh(v));
-}
-
-SSAST_AVX512 inline __m512 load_bf16(const BFloat16* src, __mmask16 m) {
-  const __m256i h = _mm256_maskz_loadu_epi16(m, src);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
 // A head's view: rows of D bf16 values, `stride` elements apart.
@@ -386,7 +375,7 @@ bool vnni_layout_matches() {
 }  // namespace
 
 bool attention_cpu_supported() {
-  static const bool ok = __builtin_cpu_supports("avx512bf16") && cpublas::could_pack(at::kBFloat16) &&
+  static const bool ok = avx512::cpu_has_avx512_bf16() && cpublas::could_pack(at::kBFloat16) &&
                         vnni_layout_matches();
   return ok;
 }

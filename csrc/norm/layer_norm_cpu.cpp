@@ -5,6 +5,8 @@
 // rstd = 1 / sqrt(var + eps), y = (x - mean) * rstd * weight + bias.
 #include "norm/layer_norm_cpu.h"
 
+#include "common/avx512_bf16.h"
+
 #include <ATen/Parallel.h>
 #include <immintrin.h>
 
@@ -15,17 +17,8 @@ namespace ssast {
 namespace {
 
 using at::BFloat16;
-
-#define SSAST_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
-
-SSAST_AVX512 inline __mmask16 tail_mask(int64_t left) {
-  return left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1);
-}
-
-SSAST_AVX512 inline __m512 load_bf16(const BFloat16* src, __mmask16 m) {
-  const __m256i h = _mm256_maskz_loadu_epi16(m, src);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
+using avx512::load_bf16;
+using avx512::tail_mask;
 
 // With a residual h (bf16, may be null): s = x + h is written to `sum` and normalised instead.
 SSAST_AVX512 void fwd_rows(const float* x, const BFloat16* h, float* sum, int64_t r0, int64_t r1, int64_t C,
@@ -56,7 +49,7 @@ SSAST_AVX512 void fwd_rows(const float* x, const BFloat16* h, float* sum, int64_
       const __mmask16 m = tail_mask(C - c);
       const __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + c), vmu), vrs);
       const __m512 out = _mm512_fmadd_ps(xh, _mm512_maskz_loadu_ps(m, w + c), _mm512_maskz_loadu_ps(m, b + c));
-      _mm256_mask_storeu_epi16(y + r * C + c, m, (__m256i)_mm512_cvtneps_pbh(out));
+      avx512::store_bf16(y + r * C + c, out, m);
     }
     mean[r] = mu;
     rstd[r] = rs;
@@ -91,7 +84,7 @@ SSAST_AVX512 void bwd_rows(const BFloat16* dy, const float* x, const float* mean
       __m512 out = _mm512_mul_ps(vrs, _mm512_sub_ps(_mm512_sub_ps(g, a), _mm512_mul_ps(xh, bt)));
       if (ds) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(m, ds + r * C + c));
       _mm512_mask_storeu_ps(dx + r * C + c, m, out);
-      if (dh) _mm256_mask_storeu_epi16(dh + r * C + c, m, (__m256i)_mm512_cvtneps_pbh(out));
+      if (dh) avx512::store_bf16(dh + r * C + c, out, m);
     }
   }
 }
@@ -101,9 +94,7 @@ void check(bool ok, const char* what) { TORCH_CHECK(ok, "layer_norm_bf16: ", wha
 }  // namespace
 
 bool layer_norm_bf16_supported() {
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-                         __builtin_cpu_supports("avx512bf16");
+  static const bool ok = avx512::cpu_has_avx512_bf16();
   return ok;
 }
 
