@@ -1,7 +1,7 @@
 // Bidirectional attention for bfloat16 CPU tensors on AMX: out = softmax(q k^T scale) v.
 //
 // The matrix products run on ATen's oneDNN batch-reduce GEMM (at::native::cpublas::brgemm,
-// bf16 x bf16 -> fp32, B operands packed to VNNI with cpublas::pack), which uses AMX tiles;
+// bf16 x bf16 -> fp32, on AMX tiles), with B operands written in VNNI layout by AVX-512 gathers;
 // the softmax, its backward and the bf16 roundings are AVX-512 loops over rows that stay in
 // cache. One thread owns one (batch, head) at a time, so the N x N scores never reach memory
 // as a tensor.
