@@ -168,3 +168,22 @@ def test_encoder_fused_schedule_as_accurate_as_plain_blocks(monkeypatch):
         if name == "cpredlayer.2.bias":  # analytically zero
             continue
         assert rel(fused_g[name], e) <= 2 * rel(plain_g[name], e) + 0.02, name
+
+
+@needs_kernel
+def test_fused_encoder_compiles_fullgraph_under_autocast():
+    """joint_losses under CPU bf16 autocast (fused norms, and the AMX attention where present)
+    traces as one graph and computes what eager computes."""
+    from ssast_fast import ASTModel
+    from ssast_fast.masking import sample_masks
+
+    torch.manual_seed(0)
+    model = ASTModel(fshape=16, tshape=16, fstride=16, tstride=16, input_fdim=128, input_tdim=128,
+                     model_size="tiny", mask_mode="fast")
+    x = torch.randn(2, 128, 128)
+    i1, i2 = (sample_masks(2, model.num_patches, 20, model.t_dim) for _ in range(2))
+    compiled = torch.compile(model.joint_losses, backend="aot_eager", fullgraph=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = compiled(x, i1, i2)
+        want = model.joint_losses(x, i1, i2)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
