@@ -151,11 +151,9 @@ class VisionTransformer(nn.Module):
         LayerNorm after it (the block's norm2, then the next block's norm1), one pass each way."""
         blocks = list(self.blocks)
         y = norm_for_linear(blocks[0].norm1, x)
-        for i, blk in enumerate(blocks):
+        for blk, nxt in zip(blocks, blocks[1:] + [None]):
             x, y = add_layer_norm_bf16(x, blk.attn(y), blk.norm2.weight, blk.norm2.bias, blk.norm2.eps)
             h = blk.mlp(y)
-            if i + 1 == len(blocks):
-                return x + h
-            nxt = blocks[i + 1].norm1
-            x, y = add_layer_norm_bf16(x, h, nxt.weight, nxt.bias, nxt.eps)
-        return x
+            if nxt is not None:
+                x, y = add_layer_norm_bf16(x, h, nxt.norm1.weight, nxt.norm1.bias, nxt.norm1.eps)
+        return x + h
