@@ -51,6 +51,7 @@ import torch.nn.functional as F
 
 # Triton is optional: without it only the torch backends exist.
 from ssast_fast.ops import attention_amx as _amx
+from ssast_fast.ops._attention_autograd import register_attention_autograd
 from ssast_fast.ops._triton_common import (HAS_TRITON, TRITON_DTYPES, check_triton_dtype,
                                            device_ctx, dot_precision, interpret_flag,
                                            make_configs, prune_configs_by,
@@ -490,24 +491,8 @@ def _(do, q, k, v, out, lse2, scale):
     return q.new_empty(shape), q.new_empty(shape), q.new_empty(shape)
 
 
-def _fwd_setup_context(ctx, inputs, output):
-    q, k, v, scale = inputs
-    out, lse2 = output
-    ctx.save_for_backward(q, k, v, out, lse2)
-    ctx.scale = scale
-
-
-def _fwd_backward(ctx, grad_out, grad_lse2):
-    q, k, v, out, lse2 = ctx.saved_tensors
-    if grad_out is None:
-        return None, None, None, None
-    dq, dk, dv = torch.ops.ssast_fast.attention_bwd(grad_out, q, k, v, out, lse2, ctx.scale)
-    return dq, dk, dv, None
-
-
 # Makes torch.ops.ssast_fast.attention_fwd itself differentiable (lse2 gets no gradient).
-torch.library.register_autograd("ssast_fast::attention_fwd", _fwd_backward,
-                                setup_context=_fwd_setup_context)
+register_attention_autograd("ssast_fast::attention_fwd", torch.ops.ssast_fast.attention_bwd)
 
 
 class FlashAttentionFunction(torch.autograd.Function):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from ssast_fast import _ext
+from ssast_fast.ops._attention_autograd import register_attention_autograd
 
 __all__ = ["available", "supports", "attention_amx", "attention_amx_packed"]
 
@@ -73,22 +74,7 @@ def _(do, q, k, v, out, lse, scale):
     return q.new_empty(shape), q.new_empty(shape), q.new_empty(shape)
 
 
-def _setup_context(ctx, inputs, output):
-    q, k, v, scale = inputs
-    out, lse = output
-    ctx.save_for_backward(q, k, v, out, lse)
-    ctx.scale = scale
-
-
-def _backward(ctx, grad_out, grad_lse):
-    q, k, v, out, lse = ctx.saved_tensors
-    if grad_out is None:
-        return None, None, None, None
-    dq, dk, dv = torch.ops.ssast_fast.attention_amx_bwd(grad_out, q, k, v, out, lse, ctx.scale)
-    return dq, dk, dv, None
-
-
-torch.library.register_autograd("ssast_fast::attention_amx_fwd", _backward, setup_context=_setup_context)
+register_attention_autograd("ssast_fast::attention_amx_fwd", torch.ops.ssast_fast.attention_amx_bwd)
 
 
 def attention_amx(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
