@@ -1,4 +1,4 @@
-"""Masked-patch sampling: reference-exact generators (C++ with a pure-Python fallback)."""
+"""Masked-patch sampling: reference-exact generators and the fast batched sampler (docs/masks.md)."""
 from ssast_fast.masking.exact import batch_masks, gen_maskid_frame, gen_maskid_patch
 from ssast_fast.masking.fast import sample_masks
 

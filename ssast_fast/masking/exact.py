@@ -48,12 +48,13 @@ def _check_frame_args(sequence_len: int, mask_size: int) -> None:
         raise ValueError(f"gen_maskid_frame: mask_size must be in [1, sequence_len={sequence_len}], got {mask_size}")
 
 
-def _patch_python(sequence_len: int, mask_size: int, p_t_dim: int, cluster: int) -> list[int]:
-    side = random.randrange(cluster) + _CLUSTER_MIN
+def _patch_python(sequence_len: int, mask_size: int, p_t_dim: int, cluster: int, rng=random) -> list[int]:
+    """The reference algorithm; ``rng`` has ``randrange`` (default: the global ``random``)."""
+    side = rng.randrange(cluster) + _CLUSTER_MIN
     collected: list[int] = []
     distinct: set[int] = set()
     while len(distinct) <= mask_size:
-        start = random.randrange(sequence_len)
+        start = rng.randrange(sequence_len)
         for i in range(side):
             for j in range(side):
                 cand = start + p_t_dim * i + j  # not clipped at the row end: wraps to the next row
@@ -65,8 +66,8 @@ def _patch_python(sequence_len: int, mask_size: int, p_t_dim: int, cluster: int)
     return list(set(collected))[:mask_size]
 
 
-def _frame_python(sequence_len: int, mask_size: int) -> list[int]:
-    return random.sample(range(sequence_len), mask_size)
+def _frame_python(sequence_len: int, mask_size: int, rng=random) -> list[int]:
+    return rng.sample(range(sequence_len), mask_size)
 
 
 def _run_ext(fn, *args, batch: int) -> torch.Tensor:

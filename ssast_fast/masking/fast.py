@@ -1,12 +1,16 @@
-"""Batched mask sampler with the reference generators' distribution (issue 4).
+"""Batched mask sampler with the reference generators' distribution (issues 4 and 16).
 
 ``sample_masks`` draws a whole batch from torch's RNG; it does not reproduce the reference's
-indices (that is ``exact.batch_masks``), only their law. Two paths, chosen by measurement:
+indices (that is ``exact.batch_masks``), only their law. Paths (docs/masks.md):
 
-- CPU with the compiled extension: the reference algorithm itself in C++ (same squares, stop
-  rule and CPython set order, ``random.sample``'s algorithm for frames), one xoshiro stream per
-  sample seeded from torch's generator, parallel over samples. Exact in law for every setting.
-- Otherwise (CUDA tensors, or no extension): the tensor formulation below, no host loop.
+- The op ``ssast_fast::masks`` (``kernel_op.py``): the reference algorithm itself (same squares,
+  stop rule and CPython set order, ``random.sample``'s algorithm for frames) from one shared
+  source, ``csrc/masking/mask_core.h``, one xoshiro stream per sample: in C++ on the CPU
+  (parallel over samples) and as a CUDA kernel (one sample per thread, when ``_C_cuda`` is built
+  and passed its self-check). Exact in law for every setting; the same seed gives the same masks
+  on both devices.
+- Otherwise (CUDA without the kernel, or no extension): the tensor formulation below, no host
+  loop, but one host sync per call.
 
 Cluster masks, per row: side ``c`` uniform in {3, 4, 5}; a sequence of squares with starts
 uniform in [0, n), cells ``s + i * t_dim + j`` (i, j < c) kept when 0 < cell < n; stop after
@@ -31,6 +35,7 @@ from functools import lru_cache
 import torch
 
 from ssast_fast import _ext
+from ssast_fast.masking import kernel_op
 
 _SIDES = (3, 4, 5)
 
@@ -150,22 +155,35 @@ def sample_masks(batch: int, n_patches: int, mask_size: int, t_dim: int, cluster
         mask_size: M, masked patches per row: [1, n - 2] with ``cluster``, [1, n] without.
         t_dim: patches along time (row length of the patch grid); unused without ``cluster``.
         cluster: square clusters (``gen_maskid_patch``) or frames (``gen_maskid_frame``).
-        generator: torch RNG to draw from (default: the device's global one).
+        generator: torch RNG to draw from (default: torch's global CPU one). A CUDA generator
+            selects the graph-safe mode: its Philox state seeds the CUDA kernel on the device.
         device: output device (default: the generator's device, else CPU).
     Returns:
         int64 [B, M] of distinct indices in [0, n) (in (0, n) with ``cluster``), each row in the
         reference's order: CPython set order for clusters, random order for frames.
+
+    Seeding (the op ``ssast_fast::masks``; docs/masks.md): by default one 62-bit seed is drawn
+    from the CPU generator and sample b uses stream b of it, so ``torch.manual_seed(s)`` gives the
+    same masks on the CPU and on CUDA. With a CUDA generator, and inside torch.compile or a CUDA
+    graph capture, the seed is drawn on the device (graph-safe: each replay draws new masks).
     """
     _check(batch, n_patches, mask_size, t_dim, cluster)
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")
     device = torch.device(device)
+    on_device = generator is not None and generator.device.type != "cpu"
+    if on_device and generator.device.type != device.type:
+        raise ValueError(f"sample_masks: a {generator.device.type} generator cannot draw masks on {device}")
     if batch == 0:
         return torch.empty(0, mask_size, dtype=torch.long, device=device)
-    ext = _ext.get()
-    if ext is not None and device.type == "cpu":
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        return ext.mask_fast(seed, batch, n_patches, mask_size, t_dim if cluster else 1, cluster)
+    if _ext.get() is not None and (device.type == "cpu" or
+                                   (device.type == "cuda" and kernel_op.cuda_kernel_ready(device))):
+        graph_safe = on_device or kernel_op.in_graph()
+        seed = -1 if graph_safe else kernel_op.draw_seed(generator)
+        if device.type == "cpu" and not graph_safe:  # the op's CPU kernel, without ~8 us of dispatch
+            return _ext.get().mask_fast(seed, batch, n_patches, mask_size, t_dim if cluster else 1, cluster)
+        return torch.ops.ssast_fast.masks(batch, n_patches, mask_size, t_dim, cluster, seed, device,
+                                          generator if graph_safe else None)
     if not cluster:
         noise = torch.rand(batch, n_patches, dtype=torch.float64, generator=generator, device=device)
         return noise.topk(mask_size, dim=1).indices  # a uniformly random ordered M-subset
