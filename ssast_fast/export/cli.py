@@ -98,8 +98,8 @@ def resolve_settings(args: argparse.Namespace, stored: dict | None) -> tuple[dic
     settings.update({k: getattr(args, k) for k in (*_GEOMETRY, *_OPTIONAL) if getattr(args, k) is not None})
     missing = [k for k in _GEOMETRY if settings.get(k) is None]
     if missing:
-        raise ValueError("export: no run config found and these settings are missing: "
-                         + ", ".join(f"--{k}" for k in missing)
+        raise ValueError(f"export: {'no run config found' if config is None else where + ' lacks'} and these "
+                         "settings are missing: " + ", ".join(f"--{k}" for k in missing)
                          + " (pass them, or --config <run>/config.json)")
     if settings["task"] not in ("ft_avgtok", "ft_cls"):
         raise ValueError(f"export: the run's task {settings['task']!r} is not a fine-tuning task (ft_avgtok, ft_cls)")

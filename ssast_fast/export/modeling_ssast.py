@@ -81,7 +81,8 @@ class SSASTSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, N, C = x.shape
-        q, k, v = (p(x).view(B, N, self.heads, C // self.heads).transpose(1, 2) for p in (self.query, self.key, self.value))
+        q, k, v = (p(x).view(B, N, self.heads, C // self.heads).transpose(1, 2)
+                   for p in (self.query, self.key, self.value))
         return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, C)
 
 
@@ -151,7 +152,8 @@ class SSASTForAudioClassification(ASTPreTrainedModel):
         self.classifier.dense = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(self, input_values: torch.Tensor, labels: torch.Tensor | None = None, **kwargs) -> SequenceClassifierOutput:
+    def forward(self, input_values: torch.Tensor, labels: torch.Tensor | None = None,
+                **kwargs) -> SequenceClassifierOutput:
         h = self.audio_spectrogram_transformer(input_values)
         n = self.config.num_cls_tokens
         pooled = h[:, n:].mean(dim=1) if self.config.pooling == "mean" else h[:, :n].mean(dim=1)

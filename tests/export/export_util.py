@@ -25,7 +25,8 @@ def build_model(kind: str, n_class: int = 5, seed: int = 0) -> tuple[ASTModel, s
     torch.manual_seed(seed)
     skel = ASTModel(fshape=fs, tshape=ts, fstride=fs, tstride=ts, input_fdim=bins, input_tdim=frames, model_size=size)
     model = ASTModel(label_dim=n_class, fshape=fs, tshape=ts, fstride=fst, tstride=tst, input_fdim=bins,
-                     input_tdim=frames, model_size=size, pretrain_stage=False, load_pretrained_mdl_path=skel.state_dict())
+                     input_tdim=frames, model_size=size, pretrain_stage=False,
+                     load_pretrained_mdl_path=skel.state_dict())
     with torch.no_grad():  # a head with some spread, as after training
         model.mlp_head[1].weight.normal_(0.0, 0.5)
         model.mlp_head[1].bias.normal_(0.0, 0.1)
