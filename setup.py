@@ -59,7 +59,10 @@ setup(
     packages=find_packages(include=["ssast_fast", "ssast_fast.*"]),
     python_requires=">=3.10",
     install_requires=["torch>=2.4", "numpy"],
-    extras_require={"gpu": ["triton"], "audio": ["soundfile"], "test": ["pytest", "pytest-benchmark", "safetensors"]},
+    extras_require={"gpu": ["triton"], "audio": ["soundfile"], "test": ["pytest", "pytest-benchmark", "safetensors"],
+                    # ssast_fast.export; requirements-export.txt pins the tested versions
+                    "export": ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.5", "transformers>=5,<6",
+                               "safetensors>=0.4"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     entry_points={"console_scripts": ["ssast-fast=ssast_fast.cli:main"]},

@@ -13,6 +13,8 @@ import time
 
 import torch
 
+from ssast_fast.export.cli import add_export_command
+
 
 def _smoke(args: argparse.Namespace) -> int:
     """Tiny end-to-end check: one joint pretraining step, then a fine-tuning forward."""
@@ -278,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed for Python's random and torch")
     s.set_defaults(fn=_smoke)
     _add_training_commands(sub)
+    add_export_command(sub)
     d = sub.add_parser("demo", help="main job: spoken-keyword corpus (espeak-ng), pretrain, fine-tune vs scratch",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d.add_argument("--out", default="runs/demo", help="output folder (the corpus is cached in <out>/corpus)")

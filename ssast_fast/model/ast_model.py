@@ -151,6 +151,14 @@ class ASTModel(nn.Module):
                                                    (self.f_dim, self.t_dim)))
         return v
 
+    @classmethod
+    def from_transformers(cls, path: str, *, attn_backend: str = "auto") -> "ASTModel":
+        """A fine-tuning model from a local transformers AST folder (``ASTForAudioClassification``, or
+        the SSAST kind ``ssast_fast.export.to_transformers`` writes); see ``ssast_fast.export``."""
+        from ssast_fast.export.hf_import import from_transformers
+
+        return from_transformers(path, attn_backend=attn_backend)
+
     def set_attn_backend(self, backend: str) -> None:
         """Switch every block's attention: "auto" | "eager" | "sdpa" | "triton" | "amx"."""
         self.v.set_attn_backend(backend)
