@@ -351,6 +351,18 @@ def test_fbank_fault_falls_back_to_torch_with_one_warning(cpu_as_kernel_device, 
         torch.testing.assert_close(out, ref)
 
 
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="needs the Triton interpreter")
+def test_fbank_auto_uses_the_self_checked_kernel(cpu_as_kernel_device):
+    """The real (interpreted) kernel passes its self-check at SSAST's setting: auto uses it."""
+    wave = torch.randn(1, 4000, generator=torch.Generator().manual_seed(4)) * 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        out = fbank(wave, **SSAST_FBANK)
+    torch.testing.assert_close(out, fbank(wave, backend="triton", **SSAST_FBANK))
+    (d,) = [d for d in dispatch.record() if d["op"] == "fbank"]
+    assert (d["backend"], d["source"]) == ("triton", "self-check")
+
+
 def test_fbank_mismatch_rule():
     ref = torch.log(torch.rand(5, 8, dtype=torch.float64) + 0.1)
     assert FD.fbank_mismatch(ref.float(), ref, ref.float()) is None
