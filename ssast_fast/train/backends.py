@@ -57,7 +57,7 @@ def settle(model: nn.Module, args: Namespace, info) -> None:
         model.train()
         with torch.set_grad_enabled(full), autocast(args, dev):
             loss = _losses(model, torch.randn(args.batch_size if full else 1, *shape, device=dev),
-                           args, args.mask_patch)
+                           args, getattr(args, "mask_patch", VAL_MASK_PATCH))
         if full:
             loss.backward()
             model.eval()
