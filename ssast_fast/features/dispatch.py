@@ -6,18 +6,23 @@ Backends (``backend=``):
 * ``"cpp"``: the C++ kernel of ``ssast_fast._C`` (CPU tensors, float32 or float64).
 * ``"triton"``: the fused Triton kernel (CUDA tensors, or CPU under ``TRITON_INTERPRET=1``);
   float32 in and out (float64 transform inside), power-of-two FFT sizes >= 256.
-* ``"auto"``: triton for CUDA float tensors below float64, torch for other CUDA tensors, cpp
-  on the CPU when the extension is built, torch otherwise.
+* ``"auto"``: on CUDA, triton for tensors below float64 and settings the kernel supports, once
+  it passed its self-check for these settings on the device (:func:`fbank_mismatch` against the
+  float64 torch path; :mod:`ssast_fast.ops.dispatch`), torch otherwise; on the CPU, cpp when the
+  extension is built, torch otherwise.
 """
 from __future__ import annotations
 
 import functools
+import math
 import os
-from typing import Sequence
+import zlib
+from typing import Optional, Sequence
 
 import torch
 
 from ssast_fast import _ext
+from ssast_fast.ops import dispatch as kernels
 from ssast_fast.features.kaldi import (FbankOptions, dither_noise, fbank_torch, feature_window,
                                        mel_banks)
 
@@ -38,11 +43,7 @@ def _resolve_backend(backend: str, o: FbankOptions, device: torch.device, dtype:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        if device.type == "cuda":
-            tri = _triton_module()
-            ok = dtype != torch.float64 and tri is not None and tri.supports(o)
-            return "triton" if ok else "torch"
-        return "cpp" if device.type == "cpu" and _ext.available() else "torch"
+        return _auto_backend(o, device, dtype)
     if backend == "cpp":
         if device.type != "cpu":
             raise ValueError(f"backend 'cpp' needs a CPU tensor, got device {device}")
@@ -59,6 +60,58 @@ def _resolve_backend(backend: str, o: FbankOptions, device: torch.device, dtype:
             raise ValueError(f"backend 'triton' needs a power-of-two FFT size >= 256, got "
                              f"{o.padded_window_size}; use 'torch'")
     return backend
+
+
+def _settings_key(o: FbankOptions) -> str:
+    """A short, stable name of the options for the dispatch record."""
+    return (f"{o.sample_frequency:g} Hz, {o.num_mel_bins} bins, FFT {o.padded_window_size}, "
+            f"options {zlib.crc32(repr(o).encode()):08x}")
+
+
+def _auto_backend(o: FbankOptions, device: torch.device, dtype: torch.dtype) -> str:
+    """``auto``: the self-checked Triton kernel on CUDA where it applies, else torch; on the CPU
+    the C++ kernel when built, else torch."""
+    if not kernels.kernel_device(device):
+        which = "cpp" if device.type == "cpu" and _ext.available() else "torch"
+        kernels.note("fbank", f"{device.type}", which, "the C++ kernel (extension built)"
+                     if which == "cpp" else "the extension is not built (or SSAST_FAST_PURE=1)")
+        return which
+    tri = _triton_module()
+    runs = (device.type == "cuda") != (os.environ.get("TRITON_INTERPRET") == "1")
+    if dtype == torch.float64 or tri is None or not runs or not tri.supports(o):
+        kernels.note("fbank", f"{device.type}, {dtype}, {_settings_key(o)}", "torch",
+                     "float64 input, or the Triton kernel cannot run these settings here")
+        return "torch"
+    return kernels.resolve("fbank", device, kernel="triton", fallback="torch",
+                           kernel_name="Triton fbank kernel", check_key=_settings_key(o),
+                           check=lambda: _self_check(o, device))
+
+
+def fbank_mismatch(out: torch.Tensor, ref64: torch.Tensor, ref32: torch.Tensor) -> Optional[str]:
+    """None when ``out`` agrees with the float64 result ``ref64`` by the golden fixtures' rule,
+    else what differs: max |out - ref64| <= max(2 x that of the float32 torch path ``ref32``,
+    1e-4), and <= 1e-3 on values within 60 dB of their row's maximum."""
+    if out.shape != ref64.shape:
+        return f"shape {tuple(out.shape)}, expected {tuple(ref64.shape)}"
+    err = (out.double() - ref64).abs()
+    atol = max(2 * (ref32.double() - ref64).abs().max().item(), 1e-4)
+    if not err.max().item() <= atol:  # also catches NaN
+        return f"max error {err.max().item():.3g} vs float64 > {atol:.3g}"
+    near = ref64 >= ref64.amax(dim=-1, keepdim=True) - 6 * math.log(10)
+    if near.any() and not err[near].max().item() <= 1e-3:
+        return f"max error {err[near].max().item():.3g} within 60 dB of the peak > 1e-3"
+    return None
+
+
+def _self_check(o: FbankOptions, device: torch.device) -> Optional[str]:
+    """The Triton kernel against the float64 torch path on two noise clips (about 0.3 s and one
+    window and a half) with these settings; None, or what disagreed."""
+    lengths = torch.tensor([o.window_size + 30 * o.window_shift, o.window_size + o.window_size // 2])
+    g = torch.Generator().manual_seed(0)
+    waves = torch.randn(2, int(lengths[0]), generator=g, dtype=torch.float64) * 0.1
+    ref64 = _run("torch", o, waves.to(device), lengths, None)
+    ref32 = _run("torch", o, waves.float().to(device), lengths, None)
+    return fbank_mismatch(_run("triton", o, waves.float().to(device), lengths, None), ref64, ref32)
 
 
 def _compute_dtype(x: torch.Tensor, what: str) -> torch.dtype:

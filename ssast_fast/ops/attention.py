@@ -2,7 +2,7 @@
 
     out = softmax(q @ k^T * scale) @ v        q, k, v, out: [B, H, N, D]
 
-One dispatcher, :func:`attention`, chooses among five backends:
+One dispatcher, :func:`attention`, chooses among these backends:
 
 ``"eager"``
     The reference formulation of SSAST's ``Attention`` block, with explicit ops in the input
@@ -17,9 +17,12 @@ One dispatcher, :func:`attention`, chooses among five backends:
     The C++ kernels for bfloat16 CPU tensors on CPUs with AMX-BF16
     (:mod:`ssast_fast.ops.attention_amx`); other dtypes are cast to bf16 under autocast only.
 ``"auto"``
-    ``"triton"`` for CUDA tensors with a supported head dim when Triton is importable (and not
-    in interpreter mode); ``"amx"`` for bfloat16 CPU work (bf16 tensors, or CPU autocast to
-    bf16) when the kernels are available; otherwise ``"sdpa"``.
+    On CUDA, ``"triton"`` once the kernel passed its self-check for (dtype, D) on the device
+    and measured faster than SDPA (and than SDPA limited to each of its kernels,
+    ``"sdpa:flash"`` / ``"sdpa:efficient"`` / ``"sdpa:cudnn"``) at the call's shape bucket,
+    else the fastest SDPA variant (:mod:`ssast_fast.ops.dispatch`). On CPU, ``"amx"`` for
+    bfloat16 work (bf16 tensors, or CPU autocast to bf16) when the kernels are available;
+    otherwise ``"sdpa"``.
 
 Triton path, FlashAttention-2 style (no causal mask, no dropout):
 
@@ -43,14 +46,17 @@ dispatcher uses, built on the same two ops.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 # Triton is optional: without it only the torch backends exist.
 from ssast_fast.ops import attention_amx as _amx
+from ssast_fast.ops import dispatch
 from ssast_fast.ops._attention_autograd import register_attention_autograd
 from ssast_fast.ops._triton_common import (HAS_TRITON, TRITON_DTYPES, check_triton_dtype,
                                            device_ctx, dot_precision, interpret_flag,
@@ -580,18 +586,131 @@ def _resolve_scale(scale, D: int) -> float:
     return scale
 
 
-def resolve_backend(q: torch.Tensor, backend: str = "auto") -> str:
-    """The concrete backend ("triton" | "amx" | "sdpa" | "eager") that ``attention`` would use."""
-    if backend not in BACKENDS:
-        raise ValueError(f"attention: unknown backend {backend!r}; choose one of {BACKENDS}")
+# ---------------------------------------------------------------------------------------------
+# Backend choice: `auto` on CUDA goes through ssast_fast.ops.dispatch (self-check, measured
+# choice between the Triton kernel and SDPA's backends); on CPU a fixed rule (AMX or SDPA).
+# ---------------------------------------------------------------------------------------------
+
+#: SDPA restricted to one of its kernels: what `auto` may pick when that kernel measured fastest.
+SDPA_KERNELS = {"sdpa:flash": "FLASH_ATTENTION", "sdpa:efficient": "EFFICIENT_ATTENTION",
+                "sdpa:cudnn": "CUDNN_ATTENTION"}
+_CONCRETE = BACKENDS[1:] + tuple(SDPA_KERNELS)
+# float64-reference check: pass when the kernel's error <= _CHECK_FACTOR x eager's own error in
+# the same dtype + a floor (max |x - x_fp64| over the output and the gradient of qkv).
+_CHECK_FACTOR = 4.0
+_CHECK_FLOOR = {torch.float32: 1e-5, torch.float16: 1e-4, torch.bfloat16: 1e-3}
+
+
+def supports(dtype: torch.dtype, head_dim: int) -> bool:
+    """Whether the Triton kernels take this dtype and head dim.
+
+    Stand-in (issue 12 item 3, branch i12b) for the resource-report-backed ``supports`` of
+    issue 12 item 1 (branch i12a): when merging, keep i12a's definition and drop this one.
+    """
+    return HAS_TRITON and dtype in TRITON_DTYPES and head_dim in SUPPORTED_HEAD_DIMS
+
+
+def _run_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """The Triton kernels, differentiable (the one launch point of every Triton call here)."""
+    return FlashAttentionFunction.apply(q, k, v, scale)
+
+
+def _attend(which: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+            scale: float) -> torch.Tensor:
+    """Attention by a concrete backend (inputs already validated and cast)."""
+    if which == "triton":
+        _validate_triton(q)
+        return _run_triton(q, k, v, scale)
+    if which == "amx":
+        return _amx.attention_amx(q, k, v, scale)
+    if which in SDPA_KERNELS:
+        with sdpa_kernel([getattr(SDPBackend, SDPA_KERNELS[which])]):
+            return attention_sdpa(q, k, v, scale)
+    if which == "sdpa":
+        return attention_sdpa(q, k, v, scale)
+    return attention_eager(q, k, v, scale)
+
+
+def _packed_fwd_bwd(which: str, qkv: torch.Tensor, do: Optional[torch.Tensor],
+                    scale: float) -> list[torch.Tensor]:
+    """[out] (+ [d qkv] when ``do`` is given) of attention over the packed layout
+    qkv [B, N, 3, H, D] (the strided q, k, v views the model passes), autocast off."""
+    leaf = qkv.detach().requires_grad_(do is not None)
+    with torch.autocast(qkv.device.type, enabled=False), torch.set_grad_enabled(do is not None):
+        q, k, v = leaf.permute(2, 0, 3, 1, 4).unbind(0)
+        out = _attend(which, q, k, v, scale)
+        if do is None:
+            return [out]
+        out.backward(do)
+    return [out, leaf.grad]
+
+
+def _self_check(device: torch.device, dtype: torch.dtype, D: int) -> Optional[str]:
+    """The Triton kernel against float64 eager attention, forward and backward, at B=1, H=2,
+    N=130 (full and ragged blocks) in the packed layout; None, or what disagreed."""
+    g = torch.Generator().manual_seed(D)
+    qkv = torch.randn(1, 130, 3, 2, D, generator=g, dtype=torch.float64)
+    do = torch.randn(1, 2, 130, D, generator=g, dtype=torch.float64)
+    scale = D ** -0.5
+    ref = _packed_fwd_bwd("eager", qkv.to(device), do.to(device), scale)
+    lowp = (qkv.to(dtype).to(device), do.to(dtype).to(device))
+    base = _packed_fwd_bwd("eager", *lowp, scale)
+    got = _packed_fwd_bwd("triton", *lowp, scale)
+    for name, r, b, x in zip(("out", "d qkv"), ref, base, got):
+        if x.shape != r.shape:
+            return f"{name}: shape {tuple(x.shape)}, expected {tuple(r.shape)}"
+        err, err_eager = ((t.double() - r).abs().max().item() for t in (x, b))
+        tol = _CHECK_FACTOR * err_eager + _CHECK_FLOOR[dtype]
+        if not err <= tol:  # also catches NaN
+            return f"{name}: max error {err:.3g} vs float64 > {tol:.3g}"
+    return None
+
+
+def _candidates(device: torch.device, dtype: torch.dtype, shape: tuple[int, ...], grad: bool
+                ) -> dict:
+    """Zero-argument callables running attention at ``shape`` (B, H, N, D) on fresh packed
+    inputs, one per candidate backend: SDPA (its own pick) first, SDPA limited to each of its
+    kernels, the Triton kernel."""
+    B, H, N, D = shape
+    qkv = torch.randn(B, N, 3, H, D, device=device, dtype=dtype)
+    do = torch.randn(B, H, N, D, device=device, dtype=dtype) if grad else None
+    names = ("sdpa", *SDPA_KERNELS, "triton") if device.type == "cuda" else ("sdpa", "triton")
+    return {n: functools.partial(_packed_fwd_bwd, n, qkv, do, D ** -0.5) for n in names}
+
+
+def resolve_backend(q: torch.Tensor, backend: str = "auto",
+                    needs_grad: Optional[bool] = None) -> str:
+    """The concrete backend ("triton" | "amx" | "sdpa" | "sdpa:<kernel>" | "eager") that
+    :func:`attention` uses for q [B, H, N, D] (``needs_grad``: default from q and grad mode).
+
+    ``auto`` on CUDA: the Triton kernel once it passed its self-check for (dtype, D) on the
+    device, if it measured faster than SDPA (and than SDPA limited to each of its kernels) for
+    this (dtype, D, N bucket, B*H bucket, fwd or fwd+bwd); else SDPA. See
+    :mod:`ssast_fast.ops.dispatch`. On CPU: "amx" for bfloat16 work when the AMX kernels are
+    available, else "sdpa".
+    """
+    if backend not in BACKENDS and backend not in SDPA_KERNELS:
+        raise ValueError(f"attention: unknown backend {backend!r}; choose one of {_CONCRETE}")
     if backend != "auto":
         return backend
-    if (HAS_TRITON and q.is_cuda and not TRITON_INTERPRET and q.dtype in TRITON_DTYPES
-            and q.shape[-1] in SUPPORTED_HEAD_DIMS):
-        return "triton"
-    if (q.dtype == torch.bfloat16 or _autocast_dtype(q) == torch.bfloat16) and _amx.supports(q):
-        return "amx"
-    return "sdpa"
+    amp_dtype = _autocast_dtype(q)
+    dtype = amp_dtype or q.dtype
+    name = str(dtype).replace("torch.", "")
+    B, H, N, D = q.shape
+    if dispatch.kernel_device(q.device):
+        grad = (torch.is_grad_enabled() and q.requires_grad) if needs_grad is None else needs_grad
+        shape = (B, H, N, D)
+        return dispatch.resolve_triton(
+            "attention", q.device, dtype=dtype, D=D, sizes={"N": N, "B*H": B * H}, grad=grad,
+            supported=HAS_TRITON and supports(dtype, D), interpret=TRITON_INTERPRET,
+            fallback="sdpa", kernel_name="Triton attention kernel",
+            check=lambda: _self_check(q.device, dtype, D),
+            candidates=lambda: _candidates(q.device, dtype, shape, grad))
+    amx = torch.bfloat16 in (q.dtype, amp_dtype) and _amx.supports(q)
+    dispatch.note("attention", f"{q.device.type}, {name}, D={D}", "amx" if amx else "sdpa",
+                  "CPU bfloat16 with the AMX kernels" if amx else
+                  "CPU: SDPA (AMX kernels for bfloat16 only, when the CPU and build have them)")
+    return "amx" if amx else "sdpa"
 
 
 def attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -599,7 +718,7 @@ def attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     """The Triton flash-attention kernel (differentiable); see :func:`attention`."""
     _validate(q, k, v)
     _validate_triton(q)
-    return FlashAttentionFunction.apply(q, k, v, _resolve_scale(scale, q.shape[-1]))
+    return _run_triton(q, k, v, _resolve_scale(scale, q.shape[-1]))
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional[float] = None,
@@ -610,30 +729,23 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional
         q, k, v: [B, H, N, D], one floating dtype and device. The Triton backend takes
             float32/float16/bfloat16 and D in {32, 64, 128}; any N >= 0.
         scale: logit scale, default ``D ** -0.5``.
-        backend: "auto" | "triton" | "amx" | "sdpa" | "eager" (see the module docstring).
+        backend: "auto" | "triton" | "amx" | "sdpa" | "eager" (see the module docstring), or
+            "sdpa:flash" | "sdpa:efficient" | "sdpa:cudnn" (SDPA limited to one kernel).
 
     Returns:
         [B, H, N, D] in the input dtype (float32 accumulation on the Triton path); under
         ``torch.autocast`` in the autocast dtype (as SDPA).
     """
     # Under autocast, the inputs may differ in dtype: SDPA and eager's matmuls are autocast ops
-    # themselves; the Triton path casts to the autocast dtype as SDPA would.
+    # themselves; the Triton and AMX paths cast to the autocast dtype as SDPA would.
     amp_dtype = _autocast_dtype(q)
     _validate(q, k, v, same_dtype=amp_dtype is None)
     scale = _resolve_scale(scale, q.shape[-1])
-    which = resolve_backend(q, backend)
-    if which == "triton":
-        if amp_dtype is not None:
-            q, k, v = (t.to(amp_dtype) for t in (q, k, v))
-        _validate_triton(q)
-        return FlashAttentionFunction.apply(q, k, v, scale)
-    if which == "amx":
-        if amp_dtype is not None:
-            q, k, v = (t.to(amp_dtype) for t in (q, k, v))
-        return _amx.attention_amx(q, k, v, scale)
-    if which == "sdpa":
-        return attention_sdpa(q, k, v, scale)
-    return attention_eager(q, k, v, scale)
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    which = resolve_backend(q, backend, needs_grad=grad)
+    if which in ("triton", "amx") and amp_dtype is not None:
+        q, k, v = (t.to(amp_dtype) for t in (q, k, v))
+    return _attend(which, q, k, v, scale)
 
 
 def attention_packed(qkv: torch.Tensor, scale: Optional[float] = None, backend: str = "auto") -> torch.Tensor:
@@ -649,8 +761,9 @@ def attention_packed(qkv: torch.Tensor, scale: Optional[float] = None, backend: 
         raise ValueError(f"attention_packed: qkv must have shape [B, N, 3, H, D], got {tuple(qkv.shape)}")
     B, N, _, H, D = qkv.shape
     scale = _resolve_scale(scale, D)
-    if resolve_backend(qkv, backend) == "amx":
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # one gradient buffer in backward (unlike indexing)
+    which = resolve_backend(q, backend)
+    if which == "amx":
         amp_dtype = _autocast_dtype(qkv)
         return _amx.attention_amx_packed(qkv if amp_dtype is None else qkv.to(amp_dtype), scale)
-    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # one gradient buffer in backward (unlike indexing)
-    return attention(q, k, v, scale=scale, backend=backend).transpose(1, 2).reshape(B, N, H * D)
+    return attention(q, k, v, scale=scale, backend=which).transpose(1, 2).reshape(B, N, H * D)

@@ -16,7 +16,9 @@ Backends of :func:`infonce`:
 ``"triton"``  the fused kernels below (CUDA tensors; CPU tensors when ``TRITON_INTERPRET=1`` was
               set before this module was imported); float32/float16/bfloat16, differentiable in
               ``pred`` only (``targets`` must not require grad: the model detaches them).
-``"auto"``    ``"triton"`` for CUDA tensors when Triton is importable, else ``"torch"``.
+``"auto"``    on CUDA, ``"triton"`` once the kernels passed their self-check for (dtype, D) and
+              measured faster than the batched torch path at the call's shape bucket
+              (:mod:`ssast_fast.ops.dispatch`); ``"torch"`` otherwise.
 
 Triton path (S is never materialised beyond one [BLOCK_M, BLOCK_N] tile per program):
 
@@ -50,10 +52,13 @@ The launcher is the torch custom op ``ssast_fast::infonce_fwd`` with a fake kern
 """
 from __future__ import annotations
 
+import functools
 import math
+from typing import Optional
 
 import torch
 
+from ssast_fast.ops import dispatch
 # Triton is optional: without it only the torch backend exists.
 from ssast_fast.ops._triton_common import (HAS_TRITON, TRITON_DTYPES, check_triton_dtype,
                                            device_ctx, dot_precision, interpret_flag,
@@ -334,14 +339,99 @@ def _validate_triton(targets: torch.Tensor, pred: torch.Tensor) -> None:
     _require_triton_runtime(pred)
 
 
-def resolve_backend(pred: torch.Tensor, backend: str = "auto") -> str:
-    """The concrete backend ("triton" | "torch") that :func:`infonce` would use."""
+# Self-check: pass when the kernel's error <= _CHECK_FACTOR x the torch path's own error in the
+# same dtype + a floor (nce: relative; d pred: max abs, relative to its largest entry), and acc
+# within two column flips (near-ties).
+_CHECK_FACTOR = 4.0
+_CHECK_FLOOR = {torch.float32: 1e-5, torch.float16: 1e-4, torch.bfloat16: 1e-3}
+
+
+def supports(dtype: torch.dtype, D: int) -> bool:
+    """Whether the Triton kernels take this dtype and feature size D.
+
+    Stand-in (issue 12 item 3, branch i12b) for the resource-report-backed ``supports`` of
+    issue 12 item 1 (branch i12a): when merging, keep i12a's definition and drop this one.
+    """
+    return HAS_TRITON and dtype in TRITON_DTYPES and 1 <= D <= _MAX_D
+
+
+def _run_triton(targets: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Triton kernels (the one launch point of every Triton call here)."""
+    return InfoNCEFunction.apply(targets, pred)
+
+
+def _fwd_bwd(backend: str, targets: torch.Tensor, pred: torch.Tensor, grad: bool
+             ) -> list[torch.Tensor]:
+    """[acc, nce] (+ [d nce / d pred] with ``grad``) by ``backend``, autocast off."""
+    p = pred.detach().requires_grad_(grad)
+    with torch.autocast(pred.device.type, enabled=False), torch.set_grad_enabled(grad):
+        acc, nce = infonce_torch(targets, p) if backend == "torch" else _run_triton(targets, p)
+        if not grad:
+            return [acc, nce]
+        nce.backward()
+    return [acc, nce, p.grad]
+
+
+def _self_check(device: torch.device, dtype: torch.dtype, D: int) -> Optional[str]:
+    """The Triton kernels against float64 torch at B=2, M=70 (full and ragged blocks): acc, nce
+    and d pred; None, or what disagreed."""
+    B, M = 2, 70
+    g = torch.Generator().manual_seed(D)
+    t64 = torch.randn(B, M, D, generator=g, dtype=torch.float64).to(dtype).double()
+    p64 = (torch.randn(B, M, D, generator=g, dtype=torch.float64) * D ** -0.5).to(dtype).double()
+    ref = _fwd_bwd("torch", t64.to(device), p64.to(device), True)
+    lowp = (t64.to(dtype).to(device), p64.to(dtype).to(device))
+    base = _fwd_bwd("torch", *lowp, True)
+    got = _fwd_bwd("triton", *lowp, True)
+    if abs(got[0].item() - ref[0].item()) > 2.5 / (B * M):
+        return f"acc {got[0].item():.4f}, float64 torch {ref[0].item():.4f}"
+    scale = [abs(ref[1].item()), ref[2].abs().max().item()]
+    for name, r, b, x, s in zip(("nce", "d pred"), ref[1:], base[1:], got[1:], scale):
+        if x.shape != r.shape:
+            return f"{name}: shape {tuple(x.shape)}, expected {tuple(r.shape)}"
+        err, err_torch = ((t.double() - r).abs().max().item() / s for t in (x, b))
+        tol = _CHECK_FACTOR * err_torch + _CHECK_FLOOR[dtype]
+        if not err <= tol:  # also catches NaN
+            return f"{name}: relative error {err:.3g} vs float64 > {tol:.3g}"
+    return None
+
+
+def _candidates(device: torch.device, dtype: torch.dtype, shape: tuple[int, int, int],
+                grad: bool) -> dict:
+    """Zero-argument callables running the loss at ``shape`` (B, M, D) on fresh inputs: the
+    batched torch path first, then the Triton kernels."""
+    targets = torch.randn(shape, device=device, dtype=dtype)
+    pred = torch.randn(shape, device=device, dtype=dtype) * shape[-1] ** -0.5
+    return {n: functools.partial(_fwd_bwd, n, targets, pred, grad) for n in ("torch", "triton")}
+
+
+def resolve_backend(pred: torch.Tensor, backend: str = "auto",
+                    needs_grad: Optional[bool] = None) -> str:
+    """The concrete backend ("triton" | "torch") that :func:`infonce` uses for pred [B, M, D]
+    (``needs_grad``: default from pred and grad mode).
+
+    ``auto`` on CUDA: the Triton kernels once they passed their self-check for (dtype, D) on the
+    device, if they measured faster than the batched torch path for this (dtype, D, M bucket,
+    B bucket, fwd or fwd+bwd) (:mod:`ssast_fast.ops.dispatch`); "torch" elsewhere.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"infonce: unknown backend {backend!r}; choose one of {BACKENDS}")
     if backend != "auto":
         return backend
-    ok = HAS_TRITON and pred.is_cuda and not TRITON_INTERPRET and pred.dtype in TRITON_DTYPES
-    return "triton" if ok and pred.shape[-1] <= _MAX_D else "torch"
+    B, M, D = pred.shape
+    name = str(pred.dtype).replace("torch.", "")
+    if not dispatch.kernel_device(pred.device):
+        dispatch.note("infonce", f"{pred.device.type}, {name}", "torch",
+                      "the Triton kernels run on CUDA only")
+        return "torch"
+    grad = (torch.is_grad_enabled() and pred.requires_grad) if needs_grad is None else needs_grad
+    dtype, shape = pred.dtype, (B, M, D)
+    return dispatch.resolve_triton(
+        "infonce", pred.device, dtype=dtype, D=D, sizes={"M": M, "B": B}, grad=grad,
+        supported=HAS_TRITON and supports(dtype, D), interpret=TRITON_INTERPRET,
+        fallback="torch", kernel_name="Triton InfoNCE kernel",
+        check=lambda: _self_check(pred.device, dtype, D),
+        candidates=lambda: _candidates(pred.device, dtype, shape, grad))
 
 
 def infonce(targets: torch.Tensor, pred: torch.Tensor, backend: str = "auto"
@@ -357,8 +447,9 @@ def infonce(targets: torch.Tensor, pred: torch.Tensor, backend: str = "auto"
         (acc, nce): 0-d float32 tensors (float32 accumulation; nce differentiable in pred).
     """
     _validate(targets, pred)
+    if backend == "auto" and targets.requires_grad and torch.is_grad_enabled():
+        return infonce_torch(targets, pred)  # the kernels give targets no gradient
     if resolve_backend(pred, backend) == "torch":
         return infonce_torch(targets, pred)
     _validate_triton(targets, pred)
-    return InfoNCEFunction.apply(targets, pred)
-
+    return _run_triton(targets, pred)

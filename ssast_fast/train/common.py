@@ -22,6 +22,8 @@ from ssast_fast.checkpoint import (atomic_torch_save, capture_rng_state, is_trai
                                    load_reference, load_training_checkpoint, restore_rng_state,
                                    save_reference, save_training_checkpoint)
 from ssast_fast.data import AudioDataset, LabelMap, add_noise, collate, load_label_csv
+from ssast_fast.ops import dispatch
+from ssast_fast.train import backends
 from ssast_fast.train.distributed import DistInfo, all_gather_objects, init_distributed, wrap_ddp
 
 log = logging.getLogger("ssast_fast.train")
@@ -417,6 +419,7 @@ def resume_or_start(ck: dict | None, path: str | None, args: Namespace, config: 
     optimizer.load_state_dict(ck["optimizer"])
     scheduler.load_state_dict(ck["scheduler"])
     step, epoch, extra = ck["step"], ck["epoch"], ck["extra"]
+    dispatch.load_state_dict(extra.get("dispatch"))  # the kernel choices of the saved run
     restore_rng_state(extra.get("rank_rng", {}).get(info.rank, ck["rng"]) if info.enabled else ck["rng"])
     mlog.truncate_after(step)
     if info.is_main:
@@ -429,6 +432,7 @@ def prepare_training(model: nn.Module, train_ds: AudioDataset, args: Namespace,
     """``(net, checkpointer, steps per epoch)``: ``net`` is the model's :class:`TaskModule`,
     compiled with ``--compile``, wrapped in DDP when distributed. Raises ValueError when the
     training set has fewer clips than one batch per process."""
+    backends.settle(model, args, info)  # kernel self-checks and measured choices, before tracing
     net = torch.compile(TaskModule(model)) if args.compile else TaskModule(model)
     net = wrap_ddp(net, info)
     ckpt = Checkpointer(args.exp_dir, info.is_main)
@@ -442,7 +446,7 @@ def checkpoint_extra(info: DistInfo, **loop_state) -> dict:
     """The ``extra`` of a training checkpoint: ``loop_state`` (batches done, best metric, ...)
     and, in a multi-process run, every rank's RNG streams (masks, SpecAugment) under
     ``"rank_rng"`` for an exact resume. Collective: every rank must call it."""
-    extra = dict(loop_state)
+    extra = dict(loop_state, dispatch=dispatch.state_dict())  # a resume keeps the kernel choices
     if info.enabled:
         extra["rank_rng"] = dict(enumerate(all_gather_objects(capture_rng_state(), info)))
     return extra

@@ -187,7 +187,7 @@ def finetune(args: Namespace) -> dict:
                "clips_seen_this_run": clips_total, "seconds": elapsed,
                "clips_per_s": clips_total / elapsed if elapsed > 0 else float("nan"),
                f"best_val_{args.metrics}": best, "best_epoch": best_epoch, "last_val": last_stats,
-               "skipped_bad_audio": skipped_total, "exp_dir": args.exp_dir}
+               "skipped_bad_audio": skipped_total, "exp_dir": args.exp_dir, "backends": C.backends.record()}
     if args.data_eval:  # the reference: select on the validation set, report on the evaluation set
         best_sd = load_training_checkpoint(os.path.join(args.exp_dir, "checkpoints", "best.pt"))["model"] \
             if main else None

@@ -171,7 +171,7 @@ def pretrain(args: Namespace) -> dict:
                "clips_seen_this_run": clips_total, "seconds": elapsed,
                "clips_per_s": clips_total / elapsed if elapsed > 0 else float("nan"),
                "best_val": best, "best_step": best_step, "last_val": last_val, "skipped_bad_audio": skipped_total,
-               "exp_dir": args.exp_dir}
+               "exp_dir": args.exp_dir, "backends": C.backends.record()}
     if main:
         mlog.export()
         C.plot_curves(mlog, os.path.join(args.exp_dir, "curves.png"),
