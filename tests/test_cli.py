@@ -71,6 +71,16 @@ def test_run_takes_every_run_py_argument_with_its_default():
     assert (_defaults("pretrain")["--task"], _defaults("finetune")["--task"]) == ("pretrain_joint", "ft_avgtok")
 
 
+def test_docs_table_covers_every_run_py_argument():
+    from ssast_fast.train.options import REFERENCE_ARGS
+
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "docs", "cli.md")).read()
+    table = doc[doc.index("| argument |"):]
+    for arg in REFERENCE_ARGS:
+        for flag in arg.flags:
+            assert f"`{flag}`" in table, flag
+
+
 def test_no_run_option_begins_with_pretrain_but_the_model_path():
     opts = [o for a in _sub("run")._actions for o in a.option_strings if o.startswith("--pretrain")]
     assert opts == ["--pretrained_mdl_path"]
@@ -168,7 +178,7 @@ def test_end_to_end_pretrain_finetune_eval_embed(tmp_path, capsys):
     assert s["steps"] == 6 and "best_model_eval" in s
     val = [json.loads(x) for x in open(os.path.join(ft, "metrics.jsonl")) if '"val"' in x]
     assert [r["lr"] for r in val] == [pytest.approx(1e-3), pytest.approx(5e-4)]  # MultiStepLR after epoch 1
-    ck = torch.load(os.path.join(ft, "checkpoints", "last.pt"), weights_only=False)
+    ck = torch.load(os.path.join(ft, "checkpoints", "last.pt"), weights_only=True)
     assert ck["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2.5e-4)
     ev = str(tmp_path / "ev")
     assert main(["eval", "--checkpoint", os.path.join(ft, "checkpoints", "best.pt"), "--data-eval", d["val"],

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ssast_fast.checkpoint import (atomic_torch_save, capture_rng_state, is_training_checkpoint,
-                                   load_reference, load_training_checkpoint, restore_rng_state,
-                                   save_reference, save_training_checkpoint)
+from ssast_fast.checkpoint import (atomic_torch_save, capture_rng_state, load_model_file, load_reference,
+                                   load_training_checkpoint, restore_rng_state, save_reference,
+                                   save_training_checkpoint)
 from ssast_fast.data import AudioDataset, LabelMap, add_noise, collate, load_label_csv
 from ssast_fast.data.sampling import epoch_indices, load_sample_weights
 from ssast_fast.train.distributed import DistInfo, all_gather_objects, init_distributed, wrap_ddp
@@ -55,9 +55,10 @@ def build_pretrain_model(args: Namespace) -> nn.Module:
 
 
 def load_weights(path_or_sd) -> dict[str, torch.Tensor]:
-    """State dict from a training checkpoint, a reference-format file or a mapping (prefixes stripped)."""
-    if isinstance(path_or_sd, (str, os.PathLike)) and is_training_checkpoint(path_or_sd):
-        return load_reference(load_training_checkpoint(path_or_sd)["model"])
+    """State dict from a training checkpoint, a reference-format file (read as plain data:
+    :func:`ssast_fast.checkpoint.load_model_file`) or a mapping (prefixes stripped)."""
+    if isinstance(path_or_sd, (str, os.PathLike)):
+        return load_model_file(path_or_sd)[0]
     return load_reference(path_or_sd)
 
 
@@ -348,7 +349,11 @@ def config_dict(args: Namespace) -> dict:
 
 
 def check_resume_config(saved: dict, args: Namespace) -> None:
-    bad = [k for k in SHAPE_KEYS + ("adaptschedule",) if k in saved and saved[k] != getattr(args, k, None)]
+    """ValueError when ``--resume`` names a checkpoint made with other shape settings (those that
+    pretraining ignores -- classes, strides -- are not compared there) or another lr schedule."""
+    ignored = ("n_class", "fstride", "tstride") if args.task.startswith("pretrain") else ()
+    bad = [k for k in SHAPE_KEYS + ("adaptschedule",)
+           if k not in ignored and k in saved and saved[k] != getattr(args, k, None)]
     if bad:
         raise ValueError("--resume: the checkpoint was made with other settings for "
                          + ", ".join(f"{k} ({saved[k]!r} != {getattr(args, k, None)!r})" for k in bad))

@@ -8,7 +8,7 @@ from argparse import Namespace
 import numpy as np
 import torch
 
-from ssast_fast.checkpoint import is_training_checkpoint, load_reference, load_training_checkpoint
+from ssast_fast.checkpoint import load_model_file
 from ssast_fast.train import common as C
 from ssast_fast.train.distributed import DistInfo, pick_device
 from ssast_fast.train.progress import Progress
@@ -24,14 +24,10 @@ def load_model(args: Namespace) -> tuple[torch.nn.Module, Namespace]:
     with a reference file the command line's shape flags must describe the model.
     """
     args = Namespace(**vars(args))
-    if is_training_checkpoint(args.checkpoint):
-        ck = load_training_checkpoint(args.checkpoint)
-        for k in CARRIED:
-            if k in ck["config"]:
-                setattr(args, k, ck["config"][k])
-        sd = load_reference(ck["model"])
-    else:
-        sd = load_reference(args.checkpoint)
+    sd, ck = load_model_file(args.checkpoint)
+    for k in CARRIED if ck is not None else ():
+        if k in ck["config"]:
+            setattr(args, k, ck["config"][k])
     model = C.model_from_weights(sd, args)
     if model.pretrain_stage:
         args.target_length, args.num_mel_bins = model.input_tdim, model.input_fdim

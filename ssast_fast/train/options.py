@@ -128,7 +128,7 @@ REFERENCE_ARGS: tuple[RefArg, ...] = (
            {"run": 2000}, {"type": int}, ignored={"finetune": "fine-tuning validates every epoch"}),
     RefArg(("--pretrained_mdl_path",), "pretraining model to fine-tune (reference .pth or our checkpoint); "
                                        "pretrain (ours; the reference ignores it): initial weights",
-           {"run": None}, missing={"finetune": "the model to fine-tune"}),
+           {"run": None}),
     RefArg(("--head_lr",), "mlp_head lr = head_lr x lr", {"run": 1.0}, {"type": float},
            ignored={"pretrain": _PRETRAIN_IGNORES}),
     RefArg(("--noise",), "True: noise + time-roll augmentation of training spectrograms",
@@ -235,6 +235,8 @@ def check_training_args(args: Namespace) -> None:
     stage = stage_of(args.task)
     missing = [f"{arg.flags[-1]} ({arg.missing.get('*') or arg.missing.get(stage)})" for arg in REFERENCE_ARGS
                if (arg.missing.get("*") or arg.missing.get(stage)) and getattr(args, arg.dest, None) in (None, "")]
+    if stage == "finetune" and not args.pretrained_mdl_path and not getattr(args, "resume", None):
+        missing.append("--pretrained_mdl_path (the model to fine-tune, unless --resume)")
     if missing:
         raise ValueError(f"{'this argument is' if len(missing) == 1 else 'these arguments are'} required for "
                          f"{_STAGE_NAMES[stage]}: " + ", ".join(missing))

@@ -20,7 +20,7 @@ TINY = ["--model_size", "tiny", "--target_length", "32", "--fshape", "16", "--ts
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("ref_out")
-    d = make_tiny_dataset(root / "ds", n_clips=4, n_class=3, seconds=0.3, n_val=6)
+    d = make_tiny_dataset(root / "ds", n_clips=2, n_class=3, seconds=0.3, n_val=4)
     from ssast_fast import ASTModel
     from ssast_fast.checkpoint import save_reference
 
@@ -57,7 +57,7 @@ def test_weight_average_result_csv_and_per_epoch_models(data, tmp_path):
     # wa_result.csv = the averaged model scored on the validation set (here through `eval`)
     ev = str(tmp_path / "ev")
     assert main(["eval", "--checkpoint", os.path.join(models, "audio_model_wa.pth"), "--data-eval", data["val"],
-                 "--label-csv", data["labels"], "--exp-dir", ev, *TINY[:10], "-w", "0", "--no-progress",
+                 "--label-csv", data["labels"], "--exp-dir", ev, *TINY[:12], "-w", "0", "--no-progress",
                  "--loss", "CE"]) == 0
     m = json.load(open(os.path.join(ev, "eval_metrics.json")))
     wa_result = np.loadtxt(os.path.join(exp, "wa_result.csv"))

@@ -28,7 +28,7 @@ def _train_rows(exp):
 
 
 def _model(exp):
-    return torch.load(os.path.join(exp, "checkpoints", "last.pt"), weights_only=False)
+    return torch.load(os.path.join(exp, "checkpoints", "last.pt"), weights_only=True)
 
 
 @pytest.fixture(scope="module")
