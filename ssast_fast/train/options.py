@@ -81,7 +81,7 @@ REFERENCE_ARGS: tuple[RefArg, ...] = (
            {"run": True}, {"type": parse_bool},
            ignored={"pretrain": "pretraining always warms up, as in the reference; --warmup-steps 0 turns it off"}),
     RefArg(("--optim",), "optimizer name", {"run": "adam"}, {"choices": ["sgd", "adam"]},
-           ignored={"pretrain": "Adam always (the reference too)", "finetune": "Adam always (the reference too)"}),
+           ignored={"pretrain": "Adam always, as in the reference", "finetune": "Adam always, as in the reference"}),
     RefArg(("-b", "--batch-size"), "clips per step per process (validation uses twice as many)", {"run": 12},
            {"type": int}),
     RefArg(("-w", "--num-workers"), "data loading worker processes",
