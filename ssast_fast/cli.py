@@ -1,12 +1,14 @@
 """Command line: ``ssast-fast <command>`` (also ``python -m ssast_fast``).
 
-Commands: ``smoke`` (tiny self-check), ``pretrain``, ``finetune``, ``eval``, ``embed``, ``demo`` (main job). Flag names
-and defaults follow the reference's run.py where it has them; ``--preset`` fills a reference recipe.
+Commands: ``smoke`` (tiny self-check), ``run`` (drop-in for the reference's run.py), ``pretrain``, ``finetune``,
+``eval``, ``embed``, ``demo`` (main job). The training commands take every run.py argument
+(``ssast_fast.train.options``); ``--preset`` fills a reference recipe for ``pretrain`` / ``finetune``.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import random
 import tempfile
 import time
@@ -76,99 +78,29 @@ PRESETS: dict[str, dict] = {
 PRETRAIN_PRESETS = ("as-patch-pretrain", "as-frame-pretrain")
 
 
-def _bool(text: str) -> bool:
-    """'True'/'False' (the reference's literal_eval flags), also 1/0, yes/no."""
-    t = str(text).strip().lower()
-    if t in ("true", "1", "yes", "y", "on"):
-        return True
-    if t in ("false", "0", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
-
-
-def _add_model_args(p: argparse.ArgumentParser, pretraining: bool) -> None:
-    g = p.add_argument_group("model and input")
-    g.add_argument("--model_size", default="base", choices=["tiny", "small", "base", "base_nokd"],
-                   help="encoder size (tiny 192, small 384, base 768 wide; 12 blocks)")
-    g.add_argument("--fshape", type=int, default=16, help="patch height in mel bins (128 = frame patches)")
-    g.add_argument("--tshape", type=int, default=16, help="patch width in frames")
-    g.add_argument("--fstride", type=int, default=16 if pretraining else 10,
-                   help="patch stride in frequency (pretraining always uses fshape)")
-    g.add_argument("--tstride", type=int, default=16 if pretraining else 10,
-                   help="patch stride in time (pretraining always uses tshape)")
-    g.add_argument("--target_length", type=int, default=1024, help="spectrogram frames per clip (10 ms each)")
-    g.add_argument("--num_mel_bins", type=int, default=128, help="mel bins of the filterbank")
-    g.add_argument("--sample-rate", dest="sample_rate", type=int, default=16000,
-                   help="Hz; files at other rates are resampled (windowed-sinc polyphase)")
-    g.add_argument("--dataset_mean", type=float, default=-4.2677393, help="spectrogram mean used to normalize")
-    g.add_argument("--dataset_std", type=float, default=4.5689974, help="spectrogram std (input / (2 std))")
-    g.add_argument("--attn-backend", dest="attn_backend", default="auto", choices=["auto", "eager", "sdpa", "triton", "amx"],
-                   help="attention implementation")
-    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16 runs the model under autocast")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
-    g.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK if available, else cpu), cpu, cuda, cuda:N")
-
-
-def _add_run_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("run")
-    g.add_argument("--exp-dir", dest="exp_dir", required=True, help="output folder (logs, checkpoints, plots)")
-    g.add_argument("--seed", type=int, default=0, help="seed of Python random (masks), NumPy, torch and data order")
-    g.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="continue exactly from a training checkpoint; alone: <exp-dir>/checkpoints/last.pt")
-    g.add_argument("--save-every", dest="save_every", type=int, default=0,
-                   help="also write checkpoints/last.pt every N steps (0: at validations and epoch ends)")
-    g.add_argument("--n-print-steps", dest="n_print_steps", type=int, default=100,
-                   help="log averaged training metrics every N steps")
-    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bar")
-
-
-def _add_data_args(p: argparse.ArgumentParser, train: bool) -> None:
-    g = p.add_argument_group("data")
-    if train:
-        g.add_argument("--data-train", dest="data_train", required=True, help="training dataset JSON")
-        g.add_argument("--data-val", dest="data_val", default=None, help="validation dataset JSON (default: training)")
-    g.add_argument("--label-csv", dest="label_csv", default=None, help="label CSV (index,mid,display_name)")
-    g.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=12,
-                   help="clips per step per process (validation uses twice as many)")
-    g.add_argument("-w", "--num-workers", dest="num_workers", type=int, default=min(8, os.cpu_count() or 1),
-                   help="data loading worker processes")
-    g.add_argument("--fbank-in-workers", dest="fbank_in_workers", action="store_true",
-                   help="compute spectrograms in the loader workers (CPU-only training) instead of in the step")
-    g.add_argument("--skip-bad-audio", dest="skip_bad_audio", action="store_true",
-                   help="replace missing/undecodable files by the next entry (logged, counted) instead of stopping")
-    if train:
-        g.add_argument("--freqm", type=int, default=0, help="SpecAugment frequency mask width bound (0: off)")
-        g.add_argument("--timem", type=int, default=0, help="SpecAugment time mask width bound (0: off)")
-        g.add_argument("--mixup", type=float, default=0.0, help="probability of waveform mixup per clip")
-        g.add_argument("--noise", type=_bool, default=False, help="True: noise + time-roll augmentation")
-
-
-def _add_optim_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("optimization")
-    g.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=0.001, help="learning rate")
-    g.add_argument("--n-epochs", dest="n_epochs", type=int, default=1, help="epochs")
-    g.add_argument("--warmup", type=_bool, default=True,
-                   help="True: lr = step/1000 * lr, set every 50 steps over the first 1000 steps")
-    g.add_argument("--warmup-steps", dest="warmup_steps", type=int, default=1000, help="warm-up length in steps")
-
-
 def _preset_defaults(p: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
     p.add_argument("--preset", choices=list(names), default=None,
                    help="fill the reference recipe's settings (explicit flags still win): "
                         + "; ".join(f"{n}" for n in names))
 
 
-def _pretrain_cmd(args: argparse.Namespace) -> int:
-    from ssast_fast.train.pretrain import pretrain
+def _train_cmd(args: argparse.Namespace) -> int:
+    """``pretrain``, ``finetune`` and ``run`` (which dispatches on ``--task`` as run.py does)."""
+    from ssast_fast.train.options import check_training_args, stage_of
 
-    pretrain(args)
-    return 0
+    try:
+        check_training_args(args)
+    except ValueError as exc:
+        print(f"ssast-fast {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    if stage_of(args.task) == "pretrain":
+        from ssast_fast.train.pretrain import pretrain
 
+        pretrain(args)
+    else:
+        from ssast_fast.train.finetune import finetune
 
-def _finetune_cmd(args: argparse.Namespace) -> int:
-    from ssast_fast.train.finetune import finetune
-
-    finetune(args)
+        finetune(args)
     return 0
 
 
@@ -186,48 +118,23 @@ def _embed_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_training_commands(sub) -> None:
-    pre = sub.add_parser("pretrain", help="self-supervised pretraining (masked patch prediction)",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _preset_defaults(pre, PRETRAIN_PRESETS)
-    _add_data_args(pre, True)
-    _add_model_args(pre, True)
-    g = pre.add_argument_group("pretraining")
-    g.add_argument("--task", default="pretrain_joint", choices=["pretrain_joint", "pretrain_mpc", "pretrain_mpg"],
-                   help="objective: joint (nce + 10 mse), discriminative or generative")
-    g.add_argument("--mask_patch", type=int, default=400, help="masked patches per clip in training")
-    g.add_argument("--mask-mode", dest="mask_mode", default="reference", choices=["reference", "fast"],
-                   help="reference: the reference's exact index stream; fast: batched on-device sampler")
-    g.add_argument("--shared-mask", dest="shared_mask", action="store_true",
-                   help="joint task: one mask and encoder pass for both heads (deviation, ~2x faster)")
-    g.add_argument("--epoch_iter", type=int, default=2000, help="validate, checkpoint and step the plateau schedule every N steps")
-    g.add_argument("--lr_patience", type=int, default=1, help="ReduceLROnPlateau patience (validations)")
-    _add_optim_args(pre)
-    _add_run_args(pre)
-    pre.set_defaults(fn=_pretrain_cmd, stage="pretrain", n_class=0)
+RUN_HELP = ("the reference's run.py: every argument with its meaning and default; replace "
+            "`python -W ignore ../run.py` (`../../run.py`) in a recipe by `ssast-fast run`")
 
-    ft = sub.add_parser("finetune", help="supervised fine-tuning from a pretraining checkpoint",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _preset_defaults(ft, tuple(n for n in PRESETS if n not in PRETRAIN_PRESETS))
-    _add_data_args(ft, True)
-    ft.add_argument("--data-eval", dest="data_eval", default=None,
-                    help="evaluation JSON, scored with the best validation model at the end")
-    _add_model_args(ft, False)
-    g = ft.add_argument_group("fine-tuning")
-    g.add_argument("--task", default="ft_avgtok", choices=["ft_avgtok", "ft_cls"],
-                   help="pooling: mean of patch tokens or the cls tokens")
-    g.add_argument("--n_class", type=int, default=527, help="number of classes (rows of the label CSV)")
-    g.add_argument("--pretrained_mdl_path", default=None,
-                   help="pretraining checkpoint (reference format or our training checkpoint)")
-    g.add_argument("--head_lr", type=float, default=1.0, help="mlp_head lr = head_lr x lr")
-    g.add_argument("--lrscheduler_start", type=int, default=10, help="first epoch of the lr decay")
-    g.add_argument("--lrscheduler_step", type=int, default=5, help="decay every N epochs")
-    g.add_argument("--lrscheduler_decay", type=float, default=0.5, help="decay factor")
-    g.add_argument("--loss", default="BCE", choices=["BCE", "CE"], help="BCEWithLogits or CrossEntropy (argmax label)")
-    g.add_argument("--metrics", default="mAP", choices=["mAP", "acc"], help="metric that picks the best model")
-    _add_optim_args(ft)
-    _add_run_args(ft)
-    ft.set_defaults(fn=_finetune_cmd, stage="finetune", mask_mode="reference", shared_mask=False)
+
+def _add_training_commands(sub) -> None:
+    from ssast_fast.train.options import add_own_args, add_reference_args
+
+    for name, what in (("run", RUN_HELP),
+                       ("pretrain", "self-supervised pretraining (masked patch prediction)"),
+                       ("finetune", "supervised fine-tuning from a pretraining checkpoint")):
+        p = sub.add_parser(name, help=what, description=what, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        if name != "run":  # `run` has no option beginning with --pre: recipes abbreviate --pretrained_mdl_path
+            _preset_defaults(p, PRETRAIN_PRESETS if name == "pretrain" else
+                             tuple(n for n in PRESETS if n not in PRETRAIN_PRESETS))
+        add_reference_args(p, name)
+        add_own_args(p, name)
+        p.set_defaults(fn=_train_cmd)
 
     for name, fn, what in (("eval", _eval_cmd, "metrics of a fine-tuned model on a dataset"),
                            ("embed", _embed_cmd, "encoder embeddings of every clip to .npy")):
@@ -246,16 +153,41 @@ def _add_training_commands(sub) -> None:
             e.add_argument("--per-patch", dest="per_patch", action="store_true",
                            help="also write patch_embeddings.npy [N, patches, dim]")
             e.add_argument("--patch-fp16", dest="patch_fp16", action="store_true", help="store per-patch as float16")
-        _add_data_args(e, False)
-        _add_model_args(e, False)
-        e.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bar")
+        _add_inference_args(e)
         e.set_defaults(fn=fn, seed=0, mixup=0.0, noise=False, freqm=0, timem=0, mask_mode="reference")
+
+
+def _add_inference_args(e: argparse.ArgumentParser) -> None:
+    """Data and model flags of ``eval`` / ``embed`` (a training checkpoint's own settings win)."""
+    from ssast_fast.train.options import AS_MEAN, AS_STD, MODEL_SIZES, add_progress_args
+
+    g = e.add_argument_group("data and model (for a reference-format file; a training checkpoint brings its own)")
+    g.add_argument("--label-csv", dest="label_csv", default=None, help="label CSV (index,mid,display_name)")
+    g.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=12, help="clips per batch")
+    g.add_argument("-w", "--num-workers", dest="num_workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="data loading worker processes")
+    g.add_argument("--fbank-in-workers", dest="fbank_in_workers", action="store_true",
+                   help="compute spectrograms in the loader workers instead of in the step")
+    g.add_argument("--skip-bad-audio", dest="skip_bad_audio", action="store_true",
+                   help="replace missing/undecodable files by the next entry instead of stopping")
+    g.add_argument("--model_size", default="base", choices=list(MODEL_SIZES), help="encoder size")
+    for flag, default, what in (("--fshape", 16, "patch height in mel bins"), ("--tshape", 16, "patch width in frames"),
+                                ("--fstride", 10, "patch stride in frequency"), ("--tstride", 10, "patch stride in time"),
+                                ("--target_length", 1024, "spectrogram frames per clip"),
+                                ("--num_mel_bins", 128, "mel bins of the filterbank")):
+        g.add_argument(flag, type=int, default=default, help=what)
+    g.add_argument("--sample-rate", dest="sample_rate", type=int, default=16000, help="Hz (other rates are resampled)")
+    g.add_argument("--dataset_mean", type=float, default=AS_MEAN, help="spectrogram mean used to normalize")
+    g.add_argument("--dataset_std", type=float, default=AS_STD, help="spectrogram std (input / (2 std))")
+    g.add_argument("--attn-backend", dest="attn_backend", default="auto",
+                   choices=["auto", "eager", "sdpa", "triton", "amx"], help="attention implementation")
+    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16 runs the model under autocast")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    add_progress_args(g)
 
 
 def _apply_preset(p: argparse.ArgumentParser, argv: list[str] | None) -> None:
     """Install the chosen preset's values as the sub-command's defaults before the real parse."""
-    import sys
-
     argv = list(sys.argv[1:] if argv is None else argv)
     name = None
     for i, a in enumerate(argv):
@@ -263,7 +195,7 @@ def _apply_preset(p: argparse.ArgumentParser, argv: list[str] | None) -> None:
             name = argv[i + 1]
         elif a.startswith("--preset="):
             name = a.split("=", 1)[1]
-    if name is None or name not in PRESETS or not argv:
+    if name is None or name not in PRESETS or not argv or argv[0] == "run":
         return
     sub = p._subparsers._group_actions[0].choices.get(argv[0])  # noqa: SLF001 (argparse has no public getter)
     if sub is not None:
@@ -293,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--mask-patch", dest="mask_patch", type=int, default=None, help="override the preset")
     d.add_argument("--n-pretrain", dest="n_pretrain", type=int, default=None, help="unlabeled clips (override)")
     d.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    d.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False, help="tqdm progress bars")
+    d.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress of every stage: a bar on a terminal, otherwise a line every 15 s")
     d.set_defaults(fn=lambda a: __import__("ssast_fast.demo.run", fromlist=["main"]).main(a))
     return p
 

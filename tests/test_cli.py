@@ -10,7 +10,7 @@ import torch
 from ssast_fast.cli import PRESETS, _apply_preset, build_parser, main
 from ssast_fast.data.synth import make_tiny_dataset
 
-COMMANDS = ("smoke", "pretrain", "finetune", "eval", "embed")
+COMMANDS = ("smoke", "run", "pretrain", "finetune", "eval", "embed")
 
 
 def _sub(name):
@@ -40,6 +40,94 @@ def test_reference_flag_names_present():
     popts = {o for a in _sub("pretrain")._actions for o in a.option_strings}
     for flag in ("--mask_patch", "--epoch_iter", "--lr_patience", "--mask-mode", "--shared-mask"):
         assert flag in popts, flag
+
+
+# The reference's run.py (a1a3eec): every argument and its default, as its parser defines them.
+RUN_PY = {"--data-train": None, "--data-val": None, "--data-eval": None, "--label-csv": "", "--n_class": 527,
+          "--dataset": None, "--dataset_mean": None, "--dataset_std": None, "--target_length": None,
+          "--num_mel_bins": 128, "--exp-dir": "", "--lr": 0.001, "--learning-rate": 0.001, "--warmup": True,
+          "--optim": "adam", "-b": 12, "--batch-size": 12, "-w": 16, "--num-workers": 16, "--n-epochs": 1,
+          "--lr_patience": 1, "--adaptschedule": False, "--n-print-steps": 100, "--save_model": None, "--freqm": 0,
+          "--timem": 0, "--mixup": 0, "--bal": None, "--fstride": None, "--tstride": None, "--fshape": None,
+          "--tshape": None, "--model_size": "base384", "--task": "ft_cls", "--mask_patch": 400, "--cluster_factor": 3,
+          "--epoch_iter": 2000, "--pretrained_mdl_path": None, "--head_lr": 1, "--noise": None, "--metrics": "mAP",
+          "--lrscheduler_start": 10, "--lrscheduler_step": 5, "--lrscheduler_decay": 0.5, "--wa": None,
+          "--wa_start": 16, "--wa_end": 30, "--loss": "BCE"}
+
+
+def _defaults(cmd):
+    return {o: a.default for a in _sub(cmd)._actions for o in a.option_strings}
+
+
+def test_run_takes_every_run_py_argument_with_its_default():
+    got = _defaults("run")
+    for flag, default in RUN_PY.items():
+        assert flag in got, flag
+        assert got[flag] == default, (flag, got[flag], default)
+    # pretrain and finetune take the same names, with their own defaults
+    for cmd in ("pretrain", "finetune"):
+        assert set(RUN_PY) <= set(_defaults(cmd)), cmd
+    assert _defaults("pretrain")["--model_size"] == _defaults("finetune")["--model_size"] == "base"
+    assert (_defaults("pretrain")["--task"], _defaults("finetune")["--task"]) == ("pretrain_joint", "ft_avgtok")
+
+
+def test_docs_table_covers_every_run_py_argument():
+    from ssast_fast.train.options import REFERENCE_ARGS
+
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "docs", "cli.md")).read()
+    table = doc[doc.index("| argument |"):]
+    for arg in REFERENCE_ARGS:
+        for flag in arg.flags:
+            assert f"`{flag}`" in table, flag
+
+
+def test_no_run_option_begins_with_pretrain_but_the_model_path():
+    opts = [o for a in _sub("run")._actions for o in a.option_strings if o.startswith("--pretrain")]
+    assert opts == ["--pretrained_mdl_path"]
+    a = build_parser().parse_args(["run", "--pretrain", "False", "--pretrained_mdl_path", "m.pth"])
+    assert a.pretrained_mdl_path == "m.pth"
+
+
+def test_ignored_arguments_say_so_in_help():
+    from ssast_fast.train.options import REFERENCE_ARGS
+
+    helps = {cmd: {o: a.help for a in _sub(cmd)._actions for o in a.option_strings} for cmd in ("run", "pretrain",
+                                                                                                "finetune")}
+    always = {"--optim", "--cluster_factor", "--dataset"}
+    pretrain_only = {"--warmup", "--adaptschedule", "--lrscheduler_start", "--lrscheduler_step", "--lrscheduler_decay",
+                     "--head_lr", "--save_model", "--wa", "--wa_start", "--wa_end", "--loss", "--metrics"}
+    for arg in REFERENCE_ARGS:
+        flag = arg.flags[-1]
+        if flag in always | pretrain_only:
+            assert "pretraining: ignored" in helps["run"][flag], flag
+            assert "accepted and ignored in pretraining" in helps["pretrain"][flag], flag
+        if flag in always:
+            assert "fine-tuning: ignored" in helps["run"][flag], flag
+            assert "accepted and ignored in fine-tuning" in helps["finetune"][flag], flag
+        if not arg.ignored:
+            assert "ignored" not in helps["run"][flag], flag
+
+
+SHAPES = ["--dataset_mean", "-4", "--dataset_std", "4", "--target_length", "64", "--fshape", "16", "--tshape", "16"]
+
+
+@pytest.mark.parametrize("extra,flags", [
+    ([], ["--dataset_mean", "--dataset_std", "--target_length", "--fshape", "--tshape", "--fstride", "--tstride",
+          "--label-csv", "--pretrained_mdl_path"]),
+    (["--task", "pretrain_joint"], ["--dataset_mean", "--dataset_std", "--target_length", "--fshape", "--tshape"]),
+    (SHAPES + ["--fstride", "16", "--tstride", "16", "--label-csv", "l.csv", "--pretrained_mdl_path", "m.pth"],
+     ["--model_size", "base384"]),
+    (SHAPES + ["--model_size", "tiny", "--task", "pretrain_joint", "--data-eval", "e.json"], ["--data-eval"]),
+    (SHAPES + ["--model_size", "tiny", "--task", "pretrain_joint", "--batch-size", "0"], ["--batch-size"]),
+])
+def test_unusable_run_py_defaults_name_the_flag(tmp_path, capsys, extra, flags):
+    exp = tmp_path / "exp"
+    assert main(["run", "--data-train", "tr.json", "--exp-dir", str(exp), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ssast-fast run: error: ") and all(f in err for f in flags), err
+    if "--task" in extra:
+        assert "--label-csv" not in err and "--fstride" not in err  # not needed in pretraining
+    assert not exp.exists()
 
 
 def test_presets_fill_values_and_flags_win():
@@ -90,7 +178,7 @@ def test_end_to_end_pretrain_finetune_eval_embed(tmp_path, capsys):
     assert s["steps"] == 6 and "best_model_eval" in s
     val = [json.loads(x) for x in open(os.path.join(ft, "metrics.jsonl")) if '"val"' in x]
     assert [r["lr"] for r in val] == [pytest.approx(1e-3), pytest.approx(5e-4)]  # MultiStepLR after epoch 1
-    ck = torch.load(os.path.join(ft, "checkpoints", "last.pt"), weights_only=False)
+    ck = torch.load(os.path.join(ft, "checkpoints", "last.pt"), weights_only=True)
     assert ck["optimizer"]["param_groups"][0]["lr"] == pytest.approx(2.5e-4)
     ev = str(tmp_path / "ev")
     assert main(["eval", "--checkpoint", os.path.join(ft, "checkpoints", "best.pt"), "--data-eval", d["val"],

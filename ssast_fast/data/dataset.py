@@ -128,6 +128,7 @@ class AudioDataset(Dataset):
                                 if len(self.labels) else np.zeros(0, dtype=np.float32))  # no CSV: labels unused
         self.sample_rate, self.mixup, self.skip_bad_audio = sample_rate, float(mixup), skip_bad_audio
         self.frontend, self.noise, self.seed, self.epoch = frontend, noise, int(seed), 0
+        self.sample_weights: torch.Tensor | None = None  # per-clip weights of balanced sampling (--bal bal)
 
     @property
     def n_class(self) -> int:

@@ -261,6 +261,10 @@ def main(args: Namespace) -> int:
     t_all = time.perf_counter()
     corpus_dir = os.path.join(out, "corpus")
     t = time.perf_counter()
+    print(f"corpus: {corpus_dir} (reused when its config matches; otherwise espeak-ng builds "
+          f"{cfg.corpus.n_pretrain} unlabeled and {len(cfg.corpus.keywords)} x "
+          f"{cfg.corpus.train_per_class + cfg.corpus.val_per_class + cfg.corpus.test_per_class} labeled clips, "
+          "about a minute for the full demo) ...", flush=True)
     try:
         man = build_corpus(corpus_dir, cfg.corpus, num_mel_bins=cfg.num_mel_bins, target_length=cfg.target_length)
     except EspeakMissing as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Mapping
 
 import torch
 
@@ -50,32 +49,12 @@ def add_export_command(sub) -> None:
 
 
 def _load_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], dict | None]:
-    """(state dict, stored config or None) of any checkpoint, read with ``weights_only=True``.
+    """(state dict, stored config or None) of any model or checkpoint file, read as plain data
+    (:func:`ssast_fast.checkpoint.load_model_file`, ``weights_only=True``)."""
+    from ssast_fast.checkpoint import load_model_file
 
-    Training checkpoints hold NumPy's RNG state, so uint32 NumPy arrays are allowed in the
-    unpickler; no other global is.
-    """
-    import pickle
-    import zipfile
-
-    import numpy as np
-
-    from ssast_fast.checkpoint import TRAINING_FORMAT, load_reference
-
-    if not os.path.isfile(path):
-        raise ValueError(f"checkpoint not found: {path!r}")
-    multiarray = getattr(np, "_core", None) or np.core
-    numpy_rng_state = [multiarray.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
-    with torch.serialization.safe_globals(numpy_rng_state):
-        try:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as exc:
-            raise ValueError(f"cannot read {path!r} as a weights-only checkpoint: {exc}") from exc
-    if isinstance(raw, Mapping) and raw.get("format") == TRAINING_FORMAT:
-        return load_reference(raw["model"]), dict(raw["config"])
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"{path!r} holds a {type(raw).__name__}, not a state dict or training checkpoint")
-    return load_reference(raw), None
+    sd, ckpt = load_model_file(path)
+    return sd, (dict(ckpt["config"]) if ckpt is not None else None)
 
 
 def _find_config(args: argparse.Namespace) -> tuple[dict | None, str | None]:

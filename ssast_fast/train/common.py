@@ -9,22 +9,24 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from argparse import Namespace
-from typing import Iterator
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
-from ssast_fast.checkpoint import (atomic_torch_save, capture_rng_state, is_training_checkpoint,
-                                   load_reference, load_training_checkpoint, restore_rng_state,
-                                   save_reference, save_training_checkpoint)
+from ssast_fast.checkpoint import (atomic_torch_save, capture_rng_state, load_model_file, load_reference,
+                                   load_training_checkpoint, restore_rng_state, save_reference,
+                                   save_training_checkpoint)
 from ssast_fast.data import AudioDataset, LabelMap, add_noise, collate, load_label_csv
+from ssast_fast.data.sampling import epoch_indices, load_sample_weights
 from ssast_fast.ops import dispatch
 from ssast_fast.train import backends
 from ssast_fast.train.distributed import DistInfo, all_gather_objects, init_distributed, wrap_ddp
+from ssast_fast.train.progress import Progress
 
 log = logging.getLogger("ssast_fast.train")
 
@@ -55,10 +57,19 @@ def build_pretrain_model(args: Namespace) -> nn.Module:
 
 
 def load_weights(path_or_sd) -> dict[str, torch.Tensor]:
-    """State dict from a training checkpoint, a reference-format file or a mapping (prefixes stripped)."""
-    if isinstance(path_or_sd, (str, os.PathLike)) and is_training_checkpoint(path_or_sd):
-        return load_reference(load_training_checkpoint(path_or_sd)["model"])
+    """State dict from a training checkpoint, a reference-format file (read as plain data:
+    :func:`ssast_fast.checkpoint.load_model_file`) or a mapping (prefixes stripped)."""
+    if isinstance(path_or_sd, (str, os.PathLike)):
+        return load_model_file(path_or_sd)[0]
     return load_reference(path_or_sd)
+
+
+def load_model_weights(model: nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:
+    """``model.load_state_dict(sd)`` (strict); ValueError naming ``source`` when the weights do not fit."""
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as exc:
+        raise ValueError(f"{source}: its weights do not fit the model these settings build: {exc}") from exc
 
 
 def build_finetune_model(args: Namespace, pretrained) -> nn.Module:
@@ -164,27 +175,24 @@ def make_loader(ds: AudioDataset, args: Namespace, info: DistInfo, *, train: boo
                 batch_size: int, skip_batches: int = 0) -> DataLoader:
     """Loader over this rank's share of epoch ``epoch``, the first ``skip_batches`` batches left out.
 
-    Order: ``DistributedSampler`` (shuffled by seed + epoch for training), so resuming mid-epoch
+    Order (``ssast_fast.data.sampling.epoch_indices``): for training, balanced draws when the set
+    has ``sample_weights`` (``--bal bal``), else shuffled by seed + epoch; so resuming mid-epoch
     only needs the count of batches already done. The loader gets its own torch generator, so
     creating it never draws from the global RNG.
     """
-    sampler = DistributedSampler(ds, num_replicas=info.world, rank=info.rank, shuffle=train, seed=args.seed,
-                                 drop_last=False)
-    sampler.set_epoch(epoch)
+    weights = getattr(ds, "sample_weights", None) if train else None
+    indices = epoch_indices(len(ds), weights, shuffle=train, seed=args.seed, epoch=epoch, rank=info.rank,
+                            world=info.world)[skip_batches * batch_size:]
     ds.set_epoch(epoch)
-    indices = list(sampler)[skip_batches * batch_size:]
     return DataLoader(ds, batch_size=batch_size, sampler=indices, num_workers=args.num_workers,
                       collate_fn=collate, drop_last=train, pin_memory=info.device.type == "cuda",
                       generator=torch.Generator().manual_seed(args.seed + epoch))
 
 
-def epoch_batches(ds: AudioDataset, args: Namespace, info: DistInfo, *, epoch: int, batches_done: int,
-                  per_epoch: int, stage: str):
-    """This rank's training batches of epoch ``epoch`` from batch ``batches_done`` on
-    (:func:`make_loader`), behind a progress bar on rank 0 with ``--progress``."""
-    loader = make_loader(ds, args, info, train=True, epoch=epoch, batch_size=args.batch_size,
-                         skip_batches=batches_done)
-    return progress(loader, per_epoch - batches_done, info.is_main and args.progress, f"{stage} epoch {epoch + 1}")
+def stage_progress(stage: str, args: Namespace, info: DistInfo, per_epoch: int, step: int) -> Progress:
+    """Progress of a training stage of ``n_epochs * per_epoch`` steps on rank 0 (``--progress``)."""
+    return Progress(stage, args.n_epochs * per_epoch, step, enabled=info.is_main and args.progress,
+                    interval=args.progress_interval)
 
 
 def steps_per_epoch(ds: AudioDataset, info: DistInfo, batch_size: int) -> int:
@@ -320,17 +328,6 @@ def plot_mask(spec: torch.Tensor, masked: torch.Tensor, pred: torch.Tensor, path
     plt.close(fig)
 
 
-def progress(iterable, total: int, enabled: bool, desc: str):
-    """tqdm over ``iterable`` (or the iterable itself when disabled / tqdm missing)."""
-    if not enabled:
-        return iterable
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return iterable
-    return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True, leave=False)
-
-
 class Throughput:
     """Clips per second over a window of steps."""
 
@@ -354,7 +351,11 @@ def config_dict(args: Namespace) -> dict:
 
 
 def check_resume_config(saved: dict, args: Namespace) -> None:
-    bad = [k for k in SHAPE_KEYS if k in saved and saved[k] != getattr(args, k, None)]
+    """ValueError when ``--resume`` names a checkpoint made with other shape settings (those that
+    pretraining ignores -- classes, strides -- are not compared there) or another lr schedule."""
+    ignored = ("n_class", "fstride", "tstride") if args.task.startswith("pretrain") else ()
+    bad = [k for k in SHAPE_KEYS + ("adaptschedule",)
+           if k not in ignored and k in saved and saved[k] != getattr(args, k, None)]
     if bad:
         raise ValueError("--resume: the checkpoint was made with other settings for "
                          + ", ".join(f"{k} ({saved[k]!r} != {getattr(args, k, None)!r})" for k in bad))
@@ -383,8 +384,11 @@ def start_run(args: Namespace) -> DistInfo:
 
 def build_data(args: Namespace, info: DistInfo, labels: LabelMap) -> tuple[AudioDataset, AudioDataset, nn.Module, nn.Module]:
     """``(train set, validation set, train frontend, validation frontend)``, frontends on the
-    run's device; the validation set defaults to the training data."""
+    run's device; the validation set defaults to the training data. With ``--bal bal`` the
+    training set carries ``sample_weights`` (``ssast_fast.data.sampling``)."""
     train_ds = build_dataset(args, args.data_train, True, labels)
+    if getattr(args, "bal", None) == "bal":
+        train_ds.sample_weights = load_sample_weights(args.data_train, len(train_ds))
     val_ds = build_dataset(args, args.data_val or args.data_train, False, labels)
     frontend = build_frontend(args, True).to(info.device)
     val_frontend = build_frontend(args, False).to(info.device)
@@ -453,8 +457,9 @@ def checkpoint_extra(info: DistInfo, **loop_state) -> dict:
 
 
 class Checkpointer:
-    """Writes ``checkpoints/last.pt`` / ``best.pt`` (training format) and the reference-format
-    exports ``models/audio_model.pth`` / ``models/best_audio_model.pth``; rank 0 only."""
+    """Writes ``checkpoints/last.pt`` (training format) with ``models/audio_model.pth`` (the reference's
+    format) and, as links to those two new files (copies where links fail), ``checkpoints/best.pt``,
+    ``models/best_audio_model.pth`` and the per-epoch ``models/audio_model.<N>.pth``; rank 0 only."""
 
     def __init__(self, exp_dir: str, enabled: bool) -> None:
         self.dir = os.path.join(exp_dir, "checkpoints")
@@ -464,12 +469,48 @@ class Checkpointer:
             os.makedirs(self.dir, exist_ok=True)
             os.makedirs(self.models, exist_ok=True)
 
-    def save(self, which: str, model, optimizer, scheduler, step: int, epoch: int, config: dict, extra: dict) -> None:
+    def save(self, model, optimizer, scheduler, step: int, epoch: int, config: dict, extra: dict, *,
+             best: bool = False, epoch_model: int | None = None) -> None:
+        """The training state as ``last`` (and ``best`` when ``best``); ``epoch_model``: also as
+        ``models/audio_model.<epoch_model>.pth``."""
         if not self.enabled:
             return
-        save_training_checkpoint(os.path.join(self.dir, f"{which}.pt"), model=model, optimizer=optimizer,
-                                 scheduler=scheduler, step=step, epoch=epoch, config=config, extra=extra)
-        save_reference(model, os.path.join(self.models, "best_audio_model.pth" if which == "best" else "audio_model.pth"))
+        last, model_file = os.path.join(self.dir, "last.pt"), os.path.join(self.models, "audio_model.pth")
+        save_training_checkpoint(last, model=model, optimizer=optimizer, scheduler=scheduler, step=step, epoch=epoch,
+                                 config=config, extra=extra)
+        save_reference(model, model_file)
+        if best:
+            _link_or_copy(last, os.path.join(self.dir, "best.pt"))
+            _link_or_copy(model_file, os.path.join(self.models, "best_audio_model.pth"))
+        if epoch_model is not None:
+            _link_or_copy(model_file, self.epoch_model_path(epoch_model))
+
+    def epoch_model_path(self, n: int) -> str:
+        """``models/audio_model.<n>.pth``: the reference's per-epoch (per-evaluation) model file."""
+        return os.path.join(self.models, f"audio_model.{n}.pth")
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """``dst`` becomes a hard link to ``src`` (a copy where the file system has none), atomically:
+    ``src`` is later replaced by ``os.replace``, never written in place, so ``dst`` keeps this content."""
+    tmp = f"{dst}.{os.getpid()}.tmp"
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def write_result_csv(path: str, rows: list[list[float]], n_rows: int | None = None) -> None:
+    """The reference's ``result.csv``: ``rows`` as comma-separated floats (``%.18e``), zero rows
+    appended up to ``n_rows`` (fine-tuning writes one row per planned epoch)."""
+    width = len(rows[0]) if rows else 0
+    table = np.zeros((max(n_rows or 0, len(rows)), width))
+    for i, r in enumerate(rows):
+        table[i] = r
+    tmp = path + ".tmp"
+    np.savetxt(tmp, table, delimiter=",")
+    os.replace(tmp, path)
 
 
 def write_json(path: str, obj) -> None:
@@ -487,12 +528,9 @@ def print_summary(title: str, lines: dict) -> None:
     print("=" * 66, flush=True)
 
 
-def iterate(loader) -> Iterator[dict]:
-    yield from loader
-
-
 __all__ = ["Checkpointer", "MetricsLog", "TaskModule", "Throughput", "atomic_torch_save", "autocast",
            "build_data", "build_dataset", "build_finetune_model", "build_frontend", "build_pretrain_model", "check_resume_config",
-           "checkpoint_extra", "config_dict", "epoch_batches", "label_map", "load_resume_checkpoint", "load_weights", "make_loader",
+           "load_model_weights",
+           "checkpoint_extra", "config_dict", "label_map", "load_resume_checkpoint", "load_weights", "make_loader",
            "model_from_weights", "model_input", "plot_curves", "plot_mask", "prepare_training", "print_summary",
-           "progress", "resume_or_start", "resume_path", "seed_everything", "start_run", "steps_per_epoch", "write_json"]
+           "resume_or_start", "resume_path", "seed_everything", "stage_progress", "start_run", "steps_per_epoch", "write_json", "write_result_csv"]

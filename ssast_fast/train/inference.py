@@ -8,9 +8,10 @@ from argparse import Namespace
 import numpy as np
 import torch
 
-from ssast_fast.checkpoint import is_training_checkpoint, load_reference, load_training_checkpoint
+from ssast_fast.checkpoint import load_model_file
 from ssast_fast.train import common as C
 from ssast_fast.train.distributed import DistInfo, pick_device
+from ssast_fast.train.progress import Progress
 
 # Settings a training checkpoint carries and that override the command line in eval / embed.
 CARRIED = C.SHAPE_KEYS + ("dataset_mean", "dataset_std", "sample_rate", "loss")
@@ -23,14 +24,10 @@ def load_model(args: Namespace) -> tuple[torch.nn.Module, Namespace]:
     with a reference file the command line's shape flags must describe the model.
     """
     args = Namespace(**vars(args))
-    if is_training_checkpoint(args.checkpoint):
-        ck = load_training_checkpoint(args.checkpoint)
-        for k in CARRIED:
-            if k in ck["config"]:
-                setattr(args, k, ck["config"][k])
-        sd = load_reference(ck["model"])
-    else:
-        sd = load_reference(args.checkpoint)
+    sd, ck = load_model_file(args.checkpoint)
+    for k in CARRIED if ck is not None else ():
+        if k in ck["config"]:
+            setattr(args, k, ck["config"][k])
     model = C.model_from_weights(sd, args)
     if model.pretrain_stage:
         args.target_length, args.num_mel_bins = model.input_tdim, model.input_fdim
@@ -54,7 +51,9 @@ def run_eval(args: Namespace) -> dict:
     if len(labels) != n_out:
         raise ValueError(f"--label-csv lists {len(labels)} classes, the model predicts {n_out}")
     ds = C.build_dataset(args, args.data_eval, False, labels)
-    stats = evaluate(C.TaskModule(model), ds, C.build_frontend(args, False).to(info.device), args, info)
+    prog = Progress("eval", 0, enabled=args.progress, interval=args.progress_interval)
+    stats = evaluate(C.TaskModule(model), ds, C.build_frontend(args, False).to(info.device), args, info, prog)
+    prog.close()
     os.makedirs(args.exp_dir, exist_ok=True)
     np.save(os.path.join(args.exp_dir, "predictions.npy"), stats.pop("_scores").astype(np.float32))
     np.save(os.path.join(args.exp_dir, "targets.npy"), stats.pop("_targets").astype(np.float32))
@@ -80,7 +79,8 @@ def run_embed(args: Namespace) -> dict:
     frontend = C.build_frontend(args, False).to(info.device)
     clip, patch = [], []
     ncls = model.cls_token_num
-    for batch in C.progress(loader, len(loader), args.progress, "embed"):
+    prog = Progress("embed", len(loader), enabled=args.progress, interval=args.progress_interval, unit="batch")
+    for batch in loader:
         x = C.model_input(batch, frontend, info.device, noise=False)
         with C.autocast(args, info.device):
             h = model.v.encode(model.v.patch_embed(model._image(x))).float()
@@ -88,6 +88,8 @@ def run_embed(args: Namespace) -> dict:
         clip.append(pooled.cpu().numpy())
         if args.per_patch:
             patch.append(h[:, ncls:].cpu().numpy().astype(np.float16 if args.patch_fp16 else np.float32))
+        prog.update(x.shape[0])
+    prog.close()
     os.makedirs(args.out, exist_ok=True)
     emb = np.concatenate(clip)
     np.save(os.path.join(args.out, "embeddings.npy"), emb)

@@ -48,6 +48,25 @@ def roc_auc(score: np.ndarray, target: np.ndarray) -> float:
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
 
+def precision_recall_curve(score: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(precisions, recalls) of one class as scikit-learn 0.24 (the reference's) returns them: from
+    the highest threshold that reaches full recall up to the highest score, then the point (1, 0);
+    recall decreasing. NaN recalls without positives."""
+    y = (np.asarray(target) > 0.5).astype(np.float64)
+    tp, fp, _ = _sorted_by_score(np.asarray(score, dtype=np.float64), y)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.nan_to_num(tp / (tp + fp))
+        recall = tp / tp[-1]
+    full = int(np.searchsorted(tp, tp[-1]))  # first threshold with every positive above it
+    return np.r_[precision[full::-1], 1.0], np.r_[recall[full::-1], 0.0]
+
+
+def middle_point(curve: np.ndarray, every: int = 1000) -> float:
+    """The reference's summary of a curve: keep every ``every``-th point, take the middle one."""
+    kept = curve[::every]
+    return float(kept[len(kept) // 2])
+
+
 def d_prime(auc: float) -> float:
     """Sensitivity index from an AUC: ``sqrt(2) * Phi^-1(auc)`` (Phi the standard normal CDF)."""
     if not 0.0 <= auc <= 1.0 or math.isnan(auc):
@@ -60,12 +79,21 @@ def accuracy(scores: np.ndarray, targets: np.ndarray) -> float:
     return float(np.mean(np.argmax(scores, 1) == np.argmax(targets, 1)))
 
 
+def _nanmean(x: np.ndarray) -> float:
+    return float(np.nanmean(x)) if np.isfinite(x).any() else float("nan")
+
+
 def calculate_stats(scores: np.ndarray, targets: np.ndarray) -> dict:
-    """Per-class AP and AUC plus ``mAP``, ``mAUC``, ``d_prime`` (of mAUC) and ``acc``."""
+    """Per-class AP and AUC plus ``mAP``, ``mAUC``, ``d_prime`` (of mAUC), ``acc`` and the
+    reference's "Avg Precision" / "Avg Recall" (``mid_precision`` / ``mid_recall``: mean over
+    classes of the middle point of the precision-recall curve sampled every 1000 points)."""
     scores, targets = np.asarray(scores, dtype=np.float64), np.asarray(targets, dtype=np.float64)
-    ap = np.array([average_precision(scores[:, k], targets[:, k]) for k in range(targets.shape[1])])
-    auc = np.array([roc_auc(scores[:, k], targets[:, k]) for k in range(targets.shape[1])])
-    m_ap = float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
-    m_auc = float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan")
-    return {"mAP": m_ap, "mAUC": m_auc, "d_prime": d_prime(m_auc), "acc": accuracy(scores, targets),
+    classes = range(targets.shape[1])
+    ap = np.array([average_precision(scores[:, k], targets[:, k]) for k in classes])
+    auc = np.array([roc_auc(scores[:, k], targets[:, k]) for k in classes])
+    curves = [precision_recall_curve(scores[:, k], targets[:, k]) for k in classes]
+    m_auc = _nanmean(auc)
+    return {"mAP": _nanmean(ap), "mAUC": m_auc, "d_prime": d_prime(m_auc), "acc": accuracy(scores, targets),
+            "mid_precision": _nanmean(np.array([middle_point(p) for p, _ in curves])),
+            "mid_recall": _nanmean(np.array([middle_point(r) for _, r in curves])),
             "AP": ap.tolist(), "AUC": auc.tolist()}

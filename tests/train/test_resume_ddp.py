@@ -12,7 +12,7 @@ import torch
 from ssast_fast.data.synth import make_tiny_dataset
 
 TINY = ["--model_size", "tiny", "--target_length", "32", "--fshape", "16", "--tshape", "16", "-w", "0",
-        "--no-progress", "--warmup", "False", "--n-print-steps", "1", "--lr", "1e-3"]
+        "--no-progress", "--warmup", "False", "--warmup-steps", "0", "--n-print-steps", "1", "--lr", "1e-3"]
 
 
 def _env():
@@ -28,7 +28,7 @@ def _train_rows(exp):
 
 
 def _model(exp):
-    return torch.load(os.path.join(exp, "checkpoints", "last.pt"), weights_only=False)
+    return torch.load(os.path.join(exp, "checkpoints", "last.pt"), weights_only=True)
 
 
 @pytest.fixture(scope="module")
