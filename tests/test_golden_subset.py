@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+import golden
 from golden import REPO, SUBSET, golden_root
 
 SUBSET_TESTS = [  # what differs on the subset: redrawn weights and inputs, fewer stored grads
@@ -44,6 +45,15 @@ def test_subset_files_match_their_manifests():
     assert present == set(listed) | {"model/manifest.json", "fbank/manifest.json"}
     total = sum(p.stat().st_size for p in SUBSET.rglob("*") if p.is_file())
     assert total < 10_000_000, f"the subset grew to {total / 1e6:.1f} MB"
+
+
+def test_golden_root_follows_ssast_golden(monkeypatch, tmp_path):
+    monkeypatch.setenv("SSAST_GOLDEN", str(SUBSET))
+    assert golden_root() == SUBSET and golden.is_subset()
+    assert golden.model_manifest()["subset"]["cases"] == list(golden.model_manifest()["cases"])
+    monkeypatch.setenv("SSAST_GOLDEN", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="SSAST_GOLDEN"):
+        golden_root()
 
 
 def _full_set():
