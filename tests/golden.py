@@ -65,6 +65,24 @@ def sha256(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
+_ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+              "I8": "i1", "U8": "u1", "BOOL": "?"}
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """A .safetensors file as numpy arrays, with numpy alone (the GPU machine may lack the
+    safetensors package): u64 header size, JSON header, then each tensor's C-order bytes."""
+    data = Path(path).read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    header.pop("__metadata__", None)
+    out = {}
+    for key, t in header.items():
+        start, end = (8 + n + o for o in t["data_offsets"])
+        out[key] = np.frombuffer(data[start:end], _ST_DTYPES[t["dtype"]]).reshape(t["shape"]).copy()
+    return out
+
+
 def draw(recipe: dict) -> dict[str, np.ndarray]:
     """Tensors of a weight recipe (model README, "Recipe"): numpy only, float32 arithmetic."""
     rng = np.random.default_rng(recipe["seed"])
@@ -105,11 +123,7 @@ def npz(case_id: str) -> dict[str, np.ndarray]:
 def grads(case_id: str, task: str) -> dict[str, np.ndarray]:
     """Stored parameter gradients of a case's task ({} where only statistics are kept)."""
     g = model_manifest()["cases"][case_id]["tasks"][task]["grads"]
-    if not g["file"]:
-        return {}
-    from safetensors.numpy import load_file
-
-    return load_file(golden_root() / "model" / g["file"])
+    return read_safetensors(golden_root() / "model" / g["file"]) if g["file"] else {}
 
 
 def maskgen_records() -> list[dict]:
@@ -118,15 +132,13 @@ def maskgen_records() -> list[dict]:
 
 @functools.lru_cache(maxsize=None)
 def _state_dict_cached(root: Path, case_id: str) -> tuple:
-    from safetensors.numpy import load_file
-
     w = model_manifest()["cases"][case_id]["weights"]
     if w["storage"] == "full":
-        t = load_file(root / "model" / w["file"])
+        t = read_safetensors(root / "model" / w["file"])
     elif w["storage"] == "delta":
         # The subset's delta files hold only what no recipe gives; the head comes from its recipe.
         head = draw(w["head_recipe"]) if "head_recipe" in w else {}
-        t = {**state_dict(w["base_model"]), **head, **load_file(root / "model" / w["file"])}
+        t = {**state_dict(w["base_model"]), **head, **read_safetensors(root / "model" / w["file"])}
     elif w["storage"] == "recipe":
         t = draw(w["recipe"])
     else:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import golden
@@ -54,6 +55,16 @@ def test_golden_root_follows_ssast_golden(monkeypatch, tmp_path):
     monkeypatch.setenv("SSAST_GOLDEN", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="SSAST_GOLDEN"):
         golden_root()
+
+
+def test_safetensors_reader_matches_the_library():
+    from safetensors.numpy import load_file
+
+    for path in sorted((SUBSET / "model").rglob("*.safetensors")):
+        want, got = load_file(path), golden.read_safetensors(path)
+        assert want.keys() == got.keys(), path
+        for k in want:
+            assert got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k]), (path, k)
 
 
 def _full_set():
