@@ -1,19 +1,46 @@
-"""Build ssast_fast and its optional compiled extensions.
+"""Build the compiled extensions; the package metadata is in pyproject.toml.
 
-``ssast_fast._C`` (CPU kernels) compiles every ``csrc/**/*.cpp`` outside ``csrc/tests`` but the CUDA glue
-``*_cuda.cpp`` against the installed torch. ``ssast_fast._C_cuda`` (CUDA kernels: ``csrc/**/*.cu`` and the glue) is
-built when torch has CUDA and nvcc is found, for ``TORCH_CUDA_ARCH_LIST`` (default "8.0;9.0": A100, H100/H200);
-``SSAST_FAST_NO_CUDA=1`` skips it. ``import ssast_fast`` works without either. ``SSAST_FAST_NO_EXT=1`` installs the
-pure-Python package only.
+``ssast_fast._C`` (CPU kernels) compiles every ``csrc/**/*.cpp`` outside ``csrc/tests`` but the
+CUDA glue ``*_cuda.cpp``, against the torch installed where it is built, so build without
+isolation: ``pip install --no-build-isolation .`` (docs/install.md). ``ssast_fast._C_cuda`` (CUDA
+kernels: ``csrc/**/*.cu`` and the glue) is built when torch has CUDA and nvcc is found, for
+``TORCH_CUDA_ARCH_LIST`` (default "8.0;9.0": A100, H100/H200); ``SSAST_FAST_NO_CUDA=1`` skips it.
+``SSAST_FAST_NO_EXT=1`` builds the pure-Python package instead. ``import ssast_fast`` works
+without either extension.
 """
 import glob
 import os
+import sys
 
-from setuptools import find_packages, setup
+from setuptools import setup
+
+NO_TORCH = """
+ssast-fast: torch is not importable in this build environment.
+The C++ extension is compiled against the torch you run it with, so install torch first and
+build without isolation:
+    pip install torch
+    pip install --no-build-isolation .
+(or SSAST_FAST_NO_EXT=1 pip install . for the pure-Python package, without the C++ kernels)
+"""
 
 
-def _cuda_extensions() -> list:
-    """``ssast_fast._C_cuda`` when torch has CUDA and nvcc is found, else nothing."""
+def cpu_extension():
+    """ssast_fast._C: the CPU kernels (C++17, OpenMP); csrc/tests holds standalone C++ tests."""
+    from torch.utils.cpp_extension import CppExtension
+
+    sources = sorted(s for s in glob.glob("csrc/**/*.cpp", recursive=True)
+                     if not s.startswith("csrc/tests/") and not s.endswith("_cuda.cpp"))
+    return CppExtension(
+        name="ssast_fast._C",
+        sources=sources,
+        include_dirs=[os.path.abspath("csrc")],
+        extra_compile_args=["-O3", "-std=c++17", "-fopenmp"],
+        extra_link_args=["-fopenmp"],
+    )
+
+
+def cuda_extensions() -> list:
+    """[ssast_fast._C_cuda] when torch has CUDA and nvcc is found, else []."""
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, CUDAExtension
 
@@ -32,38 +59,12 @@ def _cuda_extensions() -> list:
     )]
 
 
-ext_modules = []
-cmdclass = {}
-if os.environ.get("SSAST_FAST_NO_EXT", "0") != "1":
-    from torch.utils.cpp_extension import BuildExtension, CppExtension
-
-    # csrc/tests/ holds standalone C++ tests (built by CMakeLists.txt), not extension code.
-    sources = sorted(s for s in glob.glob("csrc/**/*.cpp", recursive=True)
-                     if not s.startswith("csrc/tests/") and not s.endswith("_cuda.cpp"))
-    ext_modules.append(
-        CppExtension(
-            name="ssast_fast._C",
-            sources=sources,
-            include_dirs=[os.path.abspath("csrc")],
-            extra_compile_args=["-O3", "-std=c++17", "-fopenmp"],
-            extra_link_args=["-fopenmp"],
-        )
-    )
-    ext_modules += _cuda_extensions()
-    cmdclass["build_ext"] = BuildExtension.with_options(use_ninja=True)
-
-setup(
-    name="ssast_fast",
-    version="0.1.0",
-    description="Fast, faithful SSAST (self-supervised Audio Spectrogram Transformer)",
-    packages=find_packages(include=["ssast_fast", "ssast_fast.*"]),
-    python_requires=">=3.10",
-    install_requires=["torch>=2.4", "numpy"],
-    extras_require={"gpu": ["triton"], "audio": ["soundfile"], "test": ["pytest", "pytest-benchmark", "safetensors"],
-                    # ssast_fast.export; requirements-export.txt pins the tested versions
-                    "export": ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.5", "transformers>=5,<6",
-                               "safetensors>=0.4"]},
-    ext_modules=ext_modules,
-    cmdclass=cmdclass,
-    entry_points={"console_scripts": ["ssast-fast=ssast_fast.cli:main"]},
-)
+if os.environ.get("SSAST_FAST_NO_EXT", "0") == "1":
+    setup()
+else:
+    try:
+        from torch.utils.cpp_extension import BuildExtension
+    except ImportError:
+        sys.exit(NO_TORCH)
+    setup(ext_modules=[cpu_extension()] + cuda_extensions(),
+          cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)})

@@ -55,7 +55,8 @@ def _resolve_backend(backend: str, o: FbankOptions, device: torch.device, dtype:
         if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
             raise ValueError(f"backend 'triton' needs a CUDA tensor, got device {device}")
         if _triton_module() is None:
-            raise RuntimeError("backend 'triton' needs the triton package")
+            raise RuntimeError("backend 'triton' needs the triton package; install it with "
+                               "`pip install 'ssast-fast[triton]'`")
         if not _triton_module().supports(o):
             raise ValueError(f"backend 'triton' needs a power-of-two FFT size >= 256, got "
                              f"{o.padded_window_size}; use 'torch'")

@@ -109,7 +109,7 @@ def require_triton_runtime(t: torch.Tensor, interpret: bool, *, missing: str,
             interpreter; ``{device}`` is replaced by ``t``'s device.
     """
     if not HAS_TRITON:
-        raise RuntimeError(missing)
+        raise RuntimeError(f"{missing}; install it with `pip install 'ssast-fast[triton]'`")
     if not t.is_cuda and not interpret:
         raise ValueError(not_cuda.format(device=t.device))
 

@@ -5,9 +5,12 @@ import math
 
 import numpy as np
 
-from golden import fbank_manifest, golden_root
+from golden import fbank_manifest, fbank_npz
 
 DB60 = 6 * math.log(10)  # 60 dB of power in natural-log units
+# The Triton interpreter runs on the CPU at ~1/1000 of kernel speed: CI gives it the short
+# fixtures only; benchmarks/gpu_suite.py runs every fixture on a GPU.
+TRITON_MAX_SAMPLES = 20_000
 
 
 def floor_value() -> np.float32:
@@ -22,7 +25,15 @@ def cases(max_samples: int | None = None) -> list[dict]:
 
 
 def load(case: dict) -> dict[str, np.ndarray]:
-    return dict(np.load(golden_root() / "fbank" / case["file"]))
+    return fbank_npz(case)
+
+
+def tolerances(case: dict) -> tuple[float, float]:
+    """(all entries, entries within 60 dB of their frame's maximum): the fixture README's rule,
+    twice torchaudio's own float32 error, never below 1e-4 and 1e-3."""
+    err = case["f32_vs_f64"]
+    return (max(2 * err["max_abs"], 1e-4),
+            max(2 * err["max_abs_within_60dB_of_row_max"], 1e-3))
 
 
 def check_fbank(case: dict, out: np.ndarray, ref: np.ndarray) -> dict[str, float]:
@@ -31,10 +42,10 @@ def check_fbank(case: dict, out: np.ndarray, ref: np.ndarray) -> dict[str, float
     assert out.shape == ref.shape == tuple(case["fbank_shape"]), name
     assert out.shape[0] == case["kaldi_expected_num_frames"], name
     err = np.abs(out.astype(np.float64) - ref)
-    atol = max(2 * case["f32_vs_f64"]["max_abs"], 1e-4)
+    atol, near_tol = tolerances(case)
     assert err.max() <= atol, (name, err.max(), atol)
     near = ref >= ref.max(axis=1, keepdims=True) - DB60
-    assert err[near].max() <= 1e-3, (name, err[near].max())
+    assert err[near].max() <= near_tol, (name, err[near].max(), near_tol)
     floor = floor_value()
     for col in case["empty_mel_filter_columns"]:
         assert (out[:, col] == floor).all(), (name, col)

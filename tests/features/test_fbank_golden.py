@@ -10,12 +10,22 @@ import numpy as np
 import pytest
 import torch
 
-from fbank_golden_util import cases, check_fbank, load
+from fbank_golden_util import TRITON_MAX_SAMPLES, cases, check_fbank, load
 from ssast_fast import _ext
-from ssast_fast.features import fbank
+from ssast_fast.features import FbankOptions, fbank
+from ssast_fast.features.dispatch import _resolve_backend
 
-TRITON_MAX_SAMPLES = 20_000  # interpreter runs on the short cases only
 IDS = lambda c: c["name"]  # noqa: E731
+
+
+def _triton_supports(case: dict) -> bool:
+    from ssast_fast.features.fbank_triton import supports
+
+    return "expect_error" in case or supports(FbankOptions(**case["kwargs"]))
+
+
+TRITON_CASES = [c for c in cases(TRITON_MAX_SAMPLES) if _triton_supports(c)]
+TRITON_DECLINED = [c for c in cases() if not _triton_supports(c)]
 
 
 def _run(case: dict, backend: str, dtype=torch.float32) -> np.ndarray:
@@ -44,10 +54,23 @@ def test_cpp(case):
     _check(case, "cpp")
 
 
-@pytest.mark.parametrize("case", cases(TRITON_MAX_SAMPLES), ids=IDS)
+@pytest.mark.parametrize("case", TRITON_CASES, ids=IDS)
 def test_triton_interpreter(case):
-    assert os.environ.get("TRITON_INTERPRET") == "1"
+    assert os.environ.get("TRITON_INTERPRET") == "1" and case["num_samples"] <= TRITON_MAX_SAMPLES
     _check(case, "triton")
+
+
+def test_triton_declines_non_power_of_two_fft():
+    """opt2_no_pow2_fft (a 400-point FFT): the Triton kernel refuses it with a clear error, and
+    `auto` on a CUDA tensor sends it to the torch path instead."""
+    assert "opt2_no_pow2_fft" in {c["name"] for c in TRITON_DECLINED}
+    for case in TRITON_DECLINED:
+        o = FbankOptions(**case["kwargs"])
+        fft = "400" if case["name"] == "opt2_no_pow2_fft" else ""
+        with pytest.raises(ValueError, match=f"triton.*{fft}"):  # names the backend and the size
+            _run(case, "triton")
+        assert _resolve_backend("auto", o, torch.device("cuda"), torch.float32) == "torch"
+        check_fbank(case, _run(case, "torch"), load(case)["fbank_f64"])
 
 
 @pytest.mark.parametrize("case", cases(20_000)[:6], ids=IDS)

@@ -197,13 +197,13 @@ def test_golden_pt_patch_t256_mpc():
     import numpy as np
     from safetensors.numpy import load_file
 
-    from golden import golden_root, model_manifest, rel_l2, state_dict
+    from golden import golden_root, model_manifest, npz, rel_l2, state_dict
     from ssast_fast import ASTModel
 
     case = model_manifest()["cases"]["pt_patch_t256"]
     meta = case["tasks"]["mpc"]
     ctor = case["spec"]["ctor"]
-    z = np.load(golden_root() / "model" / case["file"])
+    z = npz("pt_patch_t256")
     model = ASTModel(**ctor, attn_backend="sdpa")
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in
                            state_dict("pt_patch_t256").items()}, strict=True)
