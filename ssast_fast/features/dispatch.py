@@ -5,7 +5,7 @@ Backends (``backend=``):
 * ``"torch"``: :func:`ssast_fast.features.kaldi.fbank_torch`, any device, float32 or float64.
 * ``"cpp"``: the C++ kernel of ``ssast_fast._C`` (CPU tensors, float32 or float64).
 * ``"triton"``: the fused Triton kernel (CUDA tensors, or CPU under ``TRITON_INTERPRET=1``);
-  float32 in and out (float64 transform inside), power-of-two FFT sizes >= 256.
+  float32 in and out (float64 transform inside), power-of-two FFT sizes 256 to 2048.
 * ``"auto"``: triton for CUDA float tensors below float64, torch for other CUDA tensors, cpp
   on the CPU when the extension is built, torch otherwise.
 """
@@ -56,8 +56,9 @@ def _resolve_backend(backend: str, o: FbankOptions, device: torch.device, dtype:
         if _triton_module() is None:
             raise RuntimeError("backend 'triton' needs the triton package")
         if not _triton_module().supports(o):
-            raise ValueError(f"backend 'triton' needs a power-of-two FFT size >= 256, got "
-                             f"{o.padded_window_size}; use 'torch'")
+            raise ValueError(f"backend 'triton' needs a power-of-two FFT size in "
+                             f"{_triton_module().FFT_SIZES}, got {o.padded_window_size}; "
+                             "use 'torch'")
     return backend
 
 
