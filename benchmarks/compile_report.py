@@ -136,6 +136,15 @@ def _fmt(cfg) -> str:
     return f"{bm}x{bn} w{w} s{s}"
 
 
+def _configs(tuned, cls, extra: list, subset: bool, candidates: bool) -> tuple[tuple, list]:
+    """(the table's configs for ``cls``, the configs to compile): all of them, the default
+    only (subset), or also the candidates ``extra``."""
+    table = tuned.configs.get(cls, ())
+    if candidates:
+        return table, list(dict.fromkeys([*table, *map(tuple, extra)]))
+    return table, list(table[:1] if subset else table)
+
+
 def _attention_jobs(subset: bool, candidates: bool) -> tuple[list[Job], list[Row]]:
     from ssast_fast.ops import attention as A
 
@@ -161,11 +170,8 @@ def _attention_jobs(subset: bool, candidates: bool) -> tuple[list[Job], list[Row
                             {**base, "BLOCK_M": pre.block_m},
                             {"num_warps": pre.num_warps, "num_stages": pre.num_stages}))
             for name, tuned in A.TUNED.items():
-                table = tuned.configs.get(cls, ())
-                if candidates:
-                    cfgs = list(dict.fromkeys([*table, *CANDIDATES["attention"][name]]))
-                else:
-                    cfgs = list(table[:1] if subset else table)
+                table, cfgs = _configs(tuned, cls, CANDIDATES["attention"][name], subset,
+                                       candidates)
                 for cfg in cfgs:
                     bm, bn, w, s = cfg
                     jobs.append(Job(Row("attention", name, dtype, str(d), _fmt(cfg),
@@ -189,11 +195,8 @@ def _infonce_jobs(subset: bool, candidates: bool) -> tuple[list[Job], list[Row]]
                 continue
             cls = (dtype, bd)
             for name, tuned in I.TUNED.items():
-                table = tuned.configs.get(cls, ())
-                if candidates:
-                    cfgs = list(dict.fromkeys([*table, *CANDIDATES["infonce"][name]]))
-                else:
-                    cfgs = list(table[:1] if subset else table)
+                table, cfgs = _configs(tuned, cls, CANDIDATES["infonce"][name], subset,
+                                       candidates)
                 if not table and not candidates:
                     continue  # BLOCK_Ds beyond the tables: supports() refuses them
                 for cfg in cfgs:

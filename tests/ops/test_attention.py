@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from triton_compile import check_gpu_suite_dry_run, check_without_triton
+from triton_compile import check_gpu_suite_dry_run, check_without_triton, spy_launches
 
 from ssast_fast.ops import attention as A
 from ssast_fast.ops.attention import attention
@@ -303,15 +303,7 @@ def test_torch_compile_fullgraph(dynamic):
 def test_launch_grid_is_one_axis_with_every_block(monkeypatch):
     """B * H and the blocks share grid axis 0 (no 65,535 cap on B * H); sizes go in as the
     autotune key's buckets."""
-    launches = []
-    for name, tuned in A.TUNED.items():
-        real = tuned.launch
-
-        def spy(grid, *args, name=name, real=real, **kwargs):
-            launches.append((name, grid({"BLOCK_M": 16, "BLOCK_N": 32}), args, kwargs))
-            return real(grid, *args, **kwargs)
-
-        monkeypatch.setattr(tuned, "launch", spy)
+    launches = spy_launches(monkeypatch, A.TUNED)
     B, H, N = 3, 5, 40
     x = torch.randn(B, H, N, 32, device=KERNEL_DEVICE, requires_grad=True)
     attention(x, x, x, backend="triton").sum().backward()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from triton_compile import check_gpu_suite_dry_run, check_without_triton
+from triton_compile import check_gpu_suite_dry_run, check_without_triton, spy_launches
 
 from ssast_fast.ops import infonce as I
 from ssast_fast.ops.infonce import infonce
@@ -350,15 +350,7 @@ def test_feature_counts_not_multiple_of_16(D):
 
 @needs_kernel_device
 def test_launch_grid_is_one_axis(monkeypatch):
-    launches = []
-    for name, tuned in I.TUNED.items():
-        real = tuned.launch
-
-        def spy(grid, *args, name=name, real=real, **kwargs):
-            launches.append((name, grid({"BLOCK_M": 16, "BLOCK_N": 32}), args, kwargs))
-            return real(grid, *args, **kwargs)
-
-        monkeypatch.setattr(tuned, "launch", spy)
+    launches = spy_launches(monkeypatch, I.TUNED)
     targets, pred = (x.to(DEV) for x in _inputs(3, 40, 48, torch.float32, seed=1))
     infonce(targets, pred.requires_grad_(), backend="triton")
     (_, rows, rargs, _), (_, cols, cargs, ckw) = launches

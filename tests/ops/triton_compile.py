@@ -1,6 +1,7 @@
-"""Subprocess checks shared by the ops tests (not a test module): :func:`run_python`,
-:func:`check_gpu_suite_dry_run`, :func:`check_without_triton`. (Compiling the kernels for sm_90
-is benchmarks/compile_report.py's job; tests/ops/test_compile_report.py runs it.)
+"""Helpers shared by the ops tests (not a test module): the subprocess checks
+:func:`run_python`, :func:`check_gpu_suite_dry_run`, :func:`check_without_triton`, and
+:func:`spy_launches`. (Compiling the kernels for sm_90 is benchmarks/compile_report.py's job;
+tests/ops/test_compile_report.py runs it.)
 """
 from __future__ import annotations
 
@@ -11,6 +12,19 @@ from collections.abc import Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def spy_launches(monkeypatch, tuned: Mapping) -> list[tuple]:
+    """Record each launch of the ops' ``TunedKernel``s (``tuned``: name -> kernel) and still run
+    it: a list of (name, grid at BLOCK_M=16 / BLOCK_N=32, positional args, keyword args)."""
+    launches = []
+    for name, kernel in tuned.items():
+        def spy(grid, *args, name=name, real=kernel.launch, **kwargs):
+            launches.append((name, grid({"BLOCK_M": 16, "BLOCK_N": 32}), args, kwargs))
+            return real(grid, *args, **kwargs)
+
+        monkeypatch.setattr(kernel, "launch", spy)
+    return launches
 
 
 # ---- subprocess checks -----------------------------------------------------------------------
