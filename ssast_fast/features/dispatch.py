@@ -58,8 +58,9 @@ def _resolve_backend(backend: str, o: FbankOptions, device: torch.device, dtype:
             raise RuntimeError("backend 'triton' needs the triton package; install it with "
                                "`pip install 'ssast-fast[triton]'`")
         if not _triton_module().supports(o):
-            raise ValueError(f"backend 'triton' needs a power-of-two FFT size >= 256, got "
-                             f"{o.padded_window_size}; use 'torch'")
+            raise ValueError(f"backend 'triton' needs a power-of-two FFT size in "
+                             f"{_triton_module().FFT_SIZES}, got {o.padded_window_size}; "
+                             "use 'torch'")
     return backend
 
 

@@ -26,7 +26,8 @@ One dispatcher, :func:`attention`, chooses among these backends:
 
 Triton path, FlashAttention-2 style (no causal mask, no dropout):
 
-* forward, one program per (query block, batch*head): an online softmax over key blocks,
+* forward, one program per (query block, batch*head), on a 1-D grid: an online softmax over
+  key blocks,
   kept in base 2 (``exp2``, logits pre-multiplied by ``scale * log2(e)``); writes ``out`` and
   the per-row statistic ``lse2 = m + log2(l)`` (float32 [B, H, N]);
 * backward, atomic-free: ``delta = rowsum(dO * O)`` (preprocess kernel), then a dK/dV kernel
@@ -58,10 +59,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from ssast_fast.ops import attention_amx as _amx
 from ssast_fast.ops import dispatch
 from ssast_fast.ops._attention_autograd import register_attention_autograd
-from ssast_fast.ops._triton_common import (HAS_TRITON, TRITON_DTYPES, check_triton_dtype,
-                                           device_ctx, dot_precision, interpret_flag,
-                                           make_configs, prune_configs_by,
-                                           require_triton_runtime, tl, triton)
+from ssast_fast.ops._triton_common import (HAS_TRITON, BlockConfig, TunedKernel, aligned,
+                                           check_triton_dtype, config_table, device_ctx,
+                                           dot_precision, dtype_name, interpret_flag,
+                                           pow2_bucket, require_triton_runtime, tl, triton)
 
 __all__ = [
     "attention",
@@ -69,6 +70,7 @@ __all__ = [
     "attention_sdpa",
     "attention_triton",
     "FlashAttentionFunction",
+    "supports",
     "BACKENDS",
     "SUPPORTED_HEAD_DIMS",
     "HAS_TRITON",
@@ -76,6 +78,7 @@ __all__ = [
 ]
 
 BACKENDS = ("auto", "triton", "amx", "sdpa", "eager")
+#: Head dims the Triton kernels are built for; :func:`supports` says which run for a dtype.
 SUPPORTED_HEAD_DIMS = (32, 64, 128)
 
 # Triton decides at decoration time whether @triton.jit builds an interpreted function, so the
@@ -113,12 +116,19 @@ def attention_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 # ---------------------------------------------------------------------------------------------
 
 if HAS_TRITON:
+    # Sizes are not specialized on (no "== 1" or "% 16" variants): one compiled kernel per
+    # dtype / head dim / config, the one the resource report checks.
+    _DNS = ["H", "N_CTX", "N_BUCKET", "BH_BUCKET"]
 
     @triton.jit
-    def _program_ids(H):
-        """(block index = program axis 0, pid_bh = axis 1 = b * H + h, b, h as int64)."""
-        pid_bh = tl.program_id(1)
-        return tl.program_id(0), pid_bh, (pid_bh // H).to(tl.int64), (pid_bh % H).to(tl.int64)
+    def _program_ids(H, N_CTX, BLOCK: tl.constexpr):
+        """(block index, pid_bh = b * H + h, b, h as int64) of this program. The grid is 1-D,
+        (B * H * cdiv(N, BLOCK),), with the blocks of one (b, h) adjacent (they share K and V in
+        L2): B * H is not capped at grid axis 1's 65,535."""
+        pid = tl.program_id(0)
+        n_blocks = tl.cdiv(N_CTX, BLOCK)
+        pid_bh = pid // n_blocks
+        return pid % n_blocks, pid_bh, (pid_bh // H).to(tl.int64), (pid_bh % H).to(tl.int64)
 
     @triton.jit
     def _load_rows(base, rows, offs_d, stride_n, stride_d, ok):
@@ -160,19 +170,20 @@ if HAS_TRITON:
         acc = tl.dot(p.to(v.dtype), v, acc, input_precision=DOT_PREC)
         return acc, l_i, m_new
 
-    @triton.jit
+    @triton.jit(do_not_specialize=_DNS)
     def _attn_fwd_kernel(
         Q, K, V, O, LSE2, sm_scale,
         stride_qb, stride_qh, stride_qn, stride_qd,
         stride_kb, stride_kh, stride_kn, stride_kd,
         stride_vb, stride_vh, stride_vn, stride_vd,
         stride_ob, stride_oh, stride_on, stride_od,
-        H, N_CTX,
+        H, N_CTX, N_BUCKET, BH_BUCKET,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
         DOT_PREC: tl.constexpr,
     ):
-        """grid = (cdiv(N, BLOCK_M), B * H). Writes O [B, H, N, D] and LSE2 [B*H, N] (fp32)."""
-        pid_m, pid_bh, off_b, off_h = _program_ids(H)
+        """grid = (B * H * cdiv(N, BLOCK_M),). Writes O [B, H, N, D] and LSE2 [B*H, N] (fp32).
+        N_BUCKET, BH_BUCKET: autotune key only."""
+        pid_m, pid_bh, off_b, off_h = _program_ids(H, N_CTX, BLOCK_M)
         q_base = Q + off_b * stride_qb + off_h * stride_qh
         k_base = K + off_b * stride_kb + off_h * stride_kh
         v_base = V + off_b * stride_vb + off_h * stride_vh
@@ -204,7 +215,7 @@ if HAS_TRITON:
                  acc.to(O.dtype.element_ty), mask=row_ok[:, None])
         tl.store(LSE2 + pid_bh.to(tl.int64) * N_CTX + offs_m, m_i + tl.log2(l_i), mask=row_ok)
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["H", "N_CTX"])
     def _attn_bwd_preprocess_kernel(
         O, DO, DELTA,
         stride_ob, stride_oh, stride_on, stride_od,
@@ -212,8 +223,8 @@ if HAS_TRITON:
         H, N_CTX,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
     ):
-        """delta[b*h, n] = sum_d dO * O (float32). grid = (cdiv(N, BLOCK_M), B * H)."""
-        pid_m, pid_bh, off_b, off_h = _program_ids(H)
+        """delta[b*h, n] = sum_d dO * O (float32). grid = (B * H * cdiv(N, BLOCK_M),)."""
+        pid_m, pid_bh, off_b, off_h = _program_ids(H, N_CTX, BLOCK_M)
         offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_d = tl.arange(0, HEAD_DIM)
         row_ok = offs_m < N_CTX
@@ -251,7 +262,7 @@ if HAS_TRITON:
         dk = tl.dot(ds_t.to(q.dtype), q, dk, input_precision=DOT_PREC)
         return dk, dv
 
-    @triton.jit
+    @triton.jit(do_not_specialize=_DNS)
     def _attn_bwd_dkdv_kernel(
         Q, K, V, DO, DK, DV, LSE2, DELTA, sm_scale,
         stride_qb, stride_qh, stride_qn, stride_qd,
@@ -260,12 +271,12 @@ if HAS_TRITON:
         stride_dob, stride_doh, stride_don, stride_dod,
         stride_dkb, stride_dkh, stride_dkn, stride_dkd,
         stride_dvb, stride_dvh, stride_dvn, stride_dvd,
-        H, N_CTX,
+        H, N_CTX, N_BUCKET, BH_BUCKET,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
         DOT_PREC: tl.constexpr,
     ):
-        """grid = (cdiv(N, BLOCK_N), B * H): one key block per program, loop over queries."""
-        pid_n, pid_bh, off_b, off_h = _program_ids(H)
+        """grid = (B * H * cdiv(N, BLOCK_N),): one key block per program, loop over queries."""
+        pid_n, pid_bh, off_b, off_h = _program_ids(H, N_CTX, BLOCK_N)
         q_base = Q + off_b * stride_qb + off_h * stride_qh
         do_base = DO + off_b * stride_dob + off_h * stride_doh
         lse_base = LSE2 + pid_bh.to(tl.int64) * N_CTX
@@ -318,7 +329,7 @@ if HAS_TRITON:
         dq = tl.dot(ds.to(k.dtype), k, dq, input_precision=DOT_PREC)
         return dq
 
-    @triton.jit
+    @triton.jit(do_not_specialize=_DNS)
     def _attn_bwd_dq_kernel(
         Q, K, V, DO, DQ, LSE2, DELTA, sm_scale,
         stride_qb, stride_qh, stride_qn, stride_qd,
@@ -326,12 +337,12 @@ if HAS_TRITON:
         stride_vb, stride_vh, stride_vn, stride_vd,
         stride_dob, stride_doh, stride_don, stride_dod,
         stride_dqb, stride_dqh, stride_dqn, stride_dqd,
-        H, N_CTX,
+        H, N_CTX, N_BUCKET, BH_BUCKET,
         HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
         DOT_PREC: tl.constexpr,
     ):
-        """grid = (cdiv(N, BLOCK_M), B * H): one query block per program, loop over keys."""
-        pid_m, pid_bh, off_b, off_h = _program_ids(H)
+        """grid = (B * H * cdiv(N, BLOCK_M),): one query block per program, loop over keys."""
+        pid_m, pid_bh, off_b, off_h = _program_ids(H, N_CTX, BLOCK_M)
         k_base = K + off_b * stride_kb + off_h * stride_kh
         v_base = V + off_b * stride_vb + off_h * stride_vh
 
@@ -364,49 +375,66 @@ if HAS_TRITON:
                  dq.to(DQ.dtype.element_ty), mask=row_ok[:, None])
 
     # -- launch configurations ----------------------------------------------------------------
-    # The interpreter cannot autotune usefully (and is slow): one small config there. On a GPU a
-    # short list per kernel, keyed on (N, D, precision) and the argument dtypes; float32 inputs
-    # (IEEE dots, 4-byte tiles) get their own smaller tiles. Configs that do not fit in shared
-    # memory are skipped by the autotuner.
-    if not TRITON_INTERPRET:
-        #                 (BLOCK_M, BLOCK_N, num_warps, num_stages)
-        _FWD_CONFIGS = make_configs(
-            [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 64, 4, 3), (128, 32, 4, 4),
-             (64, 128, 4, 3)],
-            [(64, 32, 4, 2), (32, 32, 4, 2), (64, 64, 8, 2)])
-        _DKDV_CONFIGS = make_configs(
-            [(32, 128, 8, 2), (32, 128, 4, 3), (64, 128, 8, 2), (32, 64, 4, 3), (64, 64, 4, 2),
-             (16, 128, 8, 3)],
-            [(32, 64, 4, 2), (16, 32, 4, 2), (32, 32, 4, 2)])
-        _DQ_CONFIGS = make_configs(
-            [(128, 32, 8, 2), (128, 32, 4, 3), (128, 64, 8, 2), (64, 32, 4, 3), (64, 64, 4, 2),
-             (128, 16, 8, 3)],
-            [(64, 32, 4, 2), (32, 16, 4, 2), (32, 32, 4, 2)])
-        _PRE_BLOCK_M = 128
-    else:
-        _FWD_CONFIGS = make_configs([(32, 32, 4, 1)], [])
-        _DKDV_CONFIGS = make_configs([(32, 32, 4, 1)], [])
-        _DQ_CONFIGS = make_configs([(32, 32, 4, 1)], [])
-        _PRE_BLOCK_M = 32
+    # Per (input dtype, head dim): the (BLOCK_M, BLOCK_N, num_warps, num_stages) configs that
+    # pass the sm_90 resource report on triton 3.6 and 3.7 (shared memory <= 232,448 B, no
+    # spills; benchmarks/compile_report.py, docs/kernels_gpu.md), the default (pinned) config
+    # first. A (dtype, head dim) without configs for all three kernels runs on the torch path.
+    # The autotuner times the listed configs once per (N bucket, B*H bucket, D, dtype).
+    # float32 (IEEE FMA dots, no tensor cores: each thread holds whole D-long operand rows)
+    # fits at D = 32, and at D = 64 only in 16x16 tiles with 8 warps; at D = 128 every config
+    # tried spills (0.2-34 KB), so float32 D = 128 runs on SDPA.
+    FWD_CONFIGS = config_table(
+        half={32: [(128, 64, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3)],
+              64: [(128, 64, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3)],
+              128: [(128, 64, 8, 3), (64, 64, 4, 3)]},
+        fp32={32: [(32, 32, 8, 2), (16, 32, 4, 2)], 64: [(16, 16, 8, 2)]})
+    DKDV_CONFIGS = config_table(
+        half={32: [(32, 128, 8, 2), (64, 128, 8, 2), (32, 64, 4, 3)],
+              64: [(32, 128, 8, 2), (64, 128, 8, 2), (32, 64, 4, 3)],
+              128: [(32, 128, 8, 2), (16, 128, 8, 3)]},
+        fp32={32: [(32, 32, 8, 2), (16, 32, 4, 2)], 64: [(16, 16, 8, 2)]})
+    DQ_CONFIGS = config_table(
+        half={32: [(128, 32, 8, 2), (128, 64, 8, 2), (64, 32, 4, 3)],
+              64: [(128, 32, 8, 2), (128, 64, 8, 2), (64, 32, 4, 3)],
+              128: [(128, 32, 8, 2), (128, 64, 8, 2), (64, 32, 4, 3)]},
+        fp32={32: [(32, 32, 8, 2), (32, 16, 4, 2)], 64: [(16, 16, 8, 2)]})
+    #: The preprocess kernel's (untuned) config; the other kernels' config in the interpreter.
+    PRE_CONFIG = BlockConfig(32, 0, 4, 1) if TRITON_INTERPRET else BlockConfig(128, 0, 4, 1)
+    _INTERPRET_CONFIG = BlockConfig(32, 32, 4, 1)
 
-    _KEY = ["N_CTX", "HEAD_DIM", "DOT_PREC"]
-    _PRUNE = prune_configs_by(TRITON_INTERPRET)
-    _attn_fwd = triton.autotune(_FWD_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(
-        _attn_fwd_kernel)
-    _attn_bwd_dkdv = triton.autotune(_DKDV_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(
-        _attn_bwd_dkdv_kernel)
-    _attn_bwd_dq = triton.autotune(_DQ_CONFIGS, key=_KEY, prune_configs_by=_PRUNE)(
-        _attn_bwd_dq_kernel)
+    def _config_class(args: dict) -> tuple[str, int]:
+        return dtype_name(args["Q"].dtype), args["HEAD_DIM"]
 
-    #: The raw @triton.jit kernels, by name (for the sm_90 compile check and for tooling).
+    _KEY = ["N_BUCKET", "BH_BUCKET", "HEAD_DIM", "DOT_PREC"]
+
+    #: The raw @triton.jit kernels, by name (for the resource report and for tooling).
     KERNELS = {
         "fwd": _attn_fwd_kernel,
         "bwd_preprocess": _attn_bwd_preprocess_kernel,
         "bwd_dkdv": _attn_bwd_dkdv_kernel,
         "bwd_dq": _attn_bwd_dq_kernel,
     }
+    #: The tuned kernels (all but the preprocess one) and their configs per class.
+    TUNED = {name: TunedKernel(KERNELS[name], table, _config_class, _KEY, TRITON_INTERPRET,
+                               _INTERPRET_CONFIG)
+             for name, table in (("fwd", FWD_CONFIGS), ("bwd_dkdv", DKDV_CONFIGS),
+                                 ("bwd_dq", DQ_CONFIGS))}
 else:  # pragma: no cover
-    KERNELS = {}
+    KERNELS, TUNED = {}, {}
+
+
+def supports(dtype: torch.dtype, head_dim: int) -> bool:
+    """Whether the Triton kernels take inputs of ``dtype`` with head dim ``head_dim``: Triton is
+    importable and every kernel has a launch configuration for them that the sm_90 resource
+    report checks. (The device, Triton's interpreter and autocast are the dispatcher's concern.)
+    """
+    cls = (dtype_name(dtype), head_dim)
+    return HAS_TRITON and all(cls in t.configs for t in TUNED.values())
+
+
+def _launch_args(B: int, H: int, N: int) -> tuple[int, int, int, int]:
+    """The size arguments of the tuned kernels: H, N_CTX, N_BUCKET, BH_BUCKET."""
+    return H, N, pow2_bucket(N, 16, 1 << 16), pow2_bucket(B * H, 1, 1024)
 
 
 def _triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float):
@@ -416,12 +444,12 @@ def _triton_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
     lse2 = torch.empty((B, H, N), dtype=torch.float32, device=q.device)
     if out.numel() == 0:
         return out, lse2
-    grid = lambda meta: (triton.cdiv(N, meta["BLOCK_M"]), B * H)  # noqa: E731
+    q, k, v = aligned(q), aligned(k), aligned(v)
+    grid = lambda meta: (B * H * triton.cdiv(N, meta["BLOCK_M"]),)  # noqa: E731
     with device_ctx(q):
-        _attn_fwd[grid](
-            q, k, v, out, lse2, float(scale),
-            *q.stride(), *k.stride(), *v.stride(), *out.stride(),
-            H, N,
+        TUNED["fwd"].launch(
+            grid, q, k, v, out, lse2, float(scale),
+            *q.stride(), *k.stride(), *v.stride(), *out.stride(), *_launch_args(B, H, N),
             HEAD_DIM=D, DOT_PREC=dot_precision(q.dtype),
         )
     return out, lse2
@@ -436,29 +464,28 @@ def _triton_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torc
     dv = torch.empty((B, H, N, D), dtype=q.dtype, device=q.device)
     if dq.numel() == 0:
         return dq, dk, dv
-    if do.dtype != q.dtype:
-        do = do.to(q.dtype)
+    q, k, v, out, do = (aligned(t) for t in (q, k, v, out, do.to(q.dtype)))
     delta = torch.empty((B, H, N), dtype=torch.float32, device=q.device)
     lse2 = lse2.contiguous()
     prec = dot_precision(q.dtype)
+    sizes = _launch_args(B, H, N)
     with device_ctx(q):
-        _attn_bwd_preprocess_kernel[(triton.cdiv(N, _PRE_BLOCK_M), B * H)](
+        KERNELS["bwd_preprocess"][(B * H * triton.cdiv(N, PRE_CONFIG.block_m),)](
             out, do, delta, *out.stride(), *do.stride(), H, N,
-            HEAD_DIM=D, BLOCK_M=_PRE_BLOCK_M,
+            HEAD_DIM=D, BLOCK_M=PRE_CONFIG.block_m, num_warps=PRE_CONFIG.num_warps,
+            num_stages=PRE_CONFIG.num_stages,
         )
-        grid_kv = lambda meta: (triton.cdiv(N, meta["BLOCK_N"]), B * H)  # noqa: E731
-        _attn_bwd_dkdv[grid_kv](
+        TUNED["bwd_dkdv"].launch(
+            lambda meta: (B * H * triton.cdiv(N, meta["BLOCK_N"]),),
             q, k, v, do, dk, dv, lse2, delta, float(scale),
             *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dk.stride(), *dv.stride(),
-            H, N,
-            HEAD_DIM=D, DOT_PREC=prec,
+            *sizes, HEAD_DIM=D, DOT_PREC=prec,
         )
-        grid_q = lambda meta: (triton.cdiv(N, meta["BLOCK_M"]), B * H)  # noqa: E731
-        _attn_bwd_dq[grid_q](
+        TUNED["bwd_dq"].launch(
+            lambda meta: (B * H * triton.cdiv(N, meta["BLOCK_M"]),),
             q, k, v, do, dq, lse2, delta, float(scale),
             *q.stride(), *k.stride(), *v.stride(), *do.stride(), *dq.stride(),
-            H, N,
-            HEAD_DIM=D, DOT_PREC=prec,
+            *sizes, HEAD_DIM=D, DOT_PREC=prec,
         )
     return dq, dk, dv
 
@@ -559,9 +586,11 @@ def _validate(q, k, v, same_dtype: bool = True) -> None:
 def _validate_triton(q) -> None:
     check_triton_dtype(q.dtype, "attention(backend='triton')")
     D = q.shape[-1]
-    if D not in SUPPORTED_HEAD_DIMS:
-        raise ValueError(f"attention(backend='triton'): head dim D={D} is not supported "
-                         f"(supported: {SUPPORTED_HEAD_DIMS})")
+    if HAS_TRITON and not supports(q.dtype, D):
+        dims = [d for d in SUPPORTED_HEAD_DIMS if supports(q.dtype, d)]
+        raise ValueError(f"attention(backend='triton'): head dim D={D} is not supported for "
+                         f"{dtype_name(q.dtype)} inputs (supported: {tuple(dims)}; other head "
+                         "dims and dtypes run on backend='sdpa')")
     _require_triton_runtime(q)
 
 
@@ -600,14 +629,6 @@ _CONCRETE = BACKENDS[1:] + tuple(SDPA_KERNELS)
 _CHECK_FACTOR = 4.0
 _CHECK_FLOOR = {torch.float32: 1e-5, torch.float16: 1e-4, torch.bfloat16: 1e-3}
 
-
-def supports(dtype: torch.dtype, head_dim: int) -> bool:
-    """Whether the Triton kernels take this dtype and head dim.
-
-    Stand-in (issue 12 item 3, branch i12b) for the resource-report-backed ``supports`` of
-    issue 12 item 1 (branch i12a): when merging, keep i12a's definition and drop this one.
-    """
-    return HAS_TRITON and dtype in TRITON_DTYPES and head_dim in SUPPORTED_HEAD_DIMS
 
 
 def _run_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
@@ -727,7 +748,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional
 
     Args:
         q, k, v: [B, H, N, D], one floating dtype and device. The Triton backend takes
-            float32/float16/bfloat16 and D in {32, 64, 128}; any N >= 0.
+            float32/float16/bfloat16 and D in {32, 64, 128} where :func:`supports` says so
+            (not float32 at D = 128); any N >= 0.
         scale: logit scale, default ``D ** -0.5``.
         backend: "auto" | "triton" | "amx" | "sdpa" | "eager" (see the module docstring), or
             "sdpa:flash" | "sdpa:efficient" | "sdpa:cudnn" (SDPA limited to one kernel).

@@ -22,6 +22,9 @@ Backends of :func:`infonce`:
 
 Triton path (S is never materialised beyond one [BLOCK_M, BLOCK_N] tile per program):
 
+Both kernels run on a 1-D grid (B times the row or column blocks; B is not capped at 65,535);
+inputs are zero-padded to a multiple of 16 features, which changes no score.
+
 * rows kernel, one program per (row block, b): loops over column blocks, S tile =
   ``tl.dot(T_rows, P_cols^T)``, online logsumexp and the diagonal -> the row max ``m_i``, the
   ``log l_i = lse_i - m_i`` [B, M] and the per-row loss ``lse_i - S_ii`` [B, M] (float32; lse is
@@ -60,16 +63,15 @@ import torch
 
 from ssast_fast.ops import dispatch
 # Triton is optional: without it only the torch backend exists.
-from ssast_fast.ops._triton_common import (HAS_TRITON, TRITON_DTYPES, check_triton_dtype,
-                                           device_ctx, dot_precision, interpret_flag,
-                                           make_configs, prune_configs_by,
-                                           require_triton_runtime, tl, triton)
+from ssast_fast.ops._triton_common import (HAS_TRITON, BlockConfig, TunedKernel, aligned,
+                                           check_triton_dtype, config_table, device_ctx,
+                                           dot_precision, dtype_name, interpret_flag,
+                                           pow2_bucket, require_triton_runtime, tl, triton)
 
-__all__ = ["infonce", "infonce_torch", "InfoNCEFunction", "resolve_backend", "BACKENDS",
-           "HAS_TRITON", "TRITON_INTERPRET"]
+__all__ = ["infonce", "infonce_torch", "InfoNCEFunction", "resolve_backend", "supports",
+           "BACKENDS", "HAS_TRITON", "TRITON_INTERPRET"]
 
 BACKENDS = ("auto", "triton", "torch")
-_MAX_D = 1024  # one [BLOCK, D] tile per operand is kept on chip
 
 # Triton decides at decoration time whether @triton.jit builds an interpreted function.
 TRITON_INTERPRET: bool = HAS_TRITON and interpret_flag()
@@ -104,11 +106,24 @@ if HAS_TRITON:
     _2_POW_64 = tl.constexpr(2.0 ** 64)
     _2_POW_M85 = tl.constexpr(2.0 ** -85)  # = 2^-149 (subnormal step) * 2^64
 
+    # Sizes are not specialized on (no "== 1" or "% 16" variants): one compiled kernel per
+    # dtype / BLOCK_D / config, the one the resource report checks.
+    _DNS = ["M", "D", "M_BUCKET", "B_BUCKET"]
+
     @triton.jit
     def _block_range(pid, BLOCK: tl.constexpr, n):
         """Indices of block ``pid`` (``pid * BLOCK + arange(BLOCK)``) and which are < n."""
         idx = pid * BLOCK + tl.arange(0, BLOCK)
         return idx, idx < n
+
+    @triton.jit
+    def _program_ids(M, BLOCK: tl.constexpr):
+        """(block index, sample b as int64) of this program. The grid is 1-D,
+        (B * cdiv(M, BLOCK),), with the blocks of one sample adjacent: B is not capped at grid
+        axis 1's 65,535."""
+        pid = tl.program_id(0)
+        n_blocks = tl.cdiv(M, BLOCK)
+        return pid % n_blocks, (pid // n_blocks).to(tl.int64)
 
     @triton.jit
     def _load_tile(X, rows, row_ok, stride_r, offs_d, d_ok, stride_d):
@@ -117,19 +132,20 @@ if HAS_TRITON:
         return tl.load(X + rows[:, None] * stride_r + offs_d[None, :] * stride_d,
                        mask=row_ok[:, None] & d_ok[None, :], other=0.0)
 
-    @triton.jit
+    @triton.jit(do_not_specialize=_DNS)
     def _infonce_rows_kernel(
         T, P, ROWMAX, LOGSUM, LOSS,
         stride_tb, stride_tm, stride_td,
         stride_pb, stride_pm, stride_pd,
-        M,
-        D: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        M, D, M_BUCKET, B_BUCKET,
+        BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
         DOT_PREC: tl.constexpr,
     ):
-        """grid = (cdiv(M, BLOCK_M), B). With lse_i = logsumexp_j S_ij: ROWMAX[b, i] = max_j S_ij,
-        LOGSUM[b, i] = lse_i - ROWMAX, LOSS[b, i] = lse_i - S_ii (float32 [B, M], contiguous)."""
-        b = tl.program_id(1).to(tl.int64)
-        rows, row_ok = _block_range(tl.program_id(0), BLOCK_M, M)
+        """grid = (B * cdiv(M, BLOCK_M),). With lse_i = logsumexp_j S_ij: ROWMAX[b, i] =
+        max_j S_ij, LOGSUM[b, i] = lse_i - ROWMAX, LOSS[b, i] = lse_i - S_ii (float32 [B, M],
+        contiguous). M_BUCKET, B_BUCKET: autotune key only."""
+        pid_m, b = _program_ids(M, BLOCK_M)
+        rows, row_ok = _block_range(pid_m, BLOCK_M, M)
         offs_n = tl.arange(0, BLOCK_N)
         offs_d, d_ok = _block_range(0, BLOCK_D, D)
         t = _load_tile(T + b * stride_tb, rows, row_ok, stride_tm, offs_d, d_ok, stride_td)
@@ -151,19 +167,19 @@ if HAS_TRITON:
         tl.store(LOGSUM + b * M + rows, log_l, mask=row_ok)
         tl.store(LOSS + b * M + rows, (m_i - diag) + log_l, mask=row_ok)
 
-    @triton.jit
+    @triton.jit(do_not_specialize=_DNS)
     def _infonce_cols_kernel(
         T, P, ROWMAX, LOGSUM, HIT, DP,
         stride_tb, stride_tm, stride_td,
         stride_pb, stride_pm, stride_pd,
-        M, inv_n,
-        D: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        M, D, M_BUCKET, B_BUCKET, inv_n,
+        BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
         COMPUTE_GRAD: tl.constexpr, DOT_PREC: tl.constexpr,
     ):
-        """grid = (cdiv(M, BLOCK_N), B). HIT[b, j] = (argmax_i softmax(S)[i, j] == j) (int8
+        """grid = (B * cdiv(M, BLOCK_N),). HIT[b, j] = (argmax_i softmax(S)[i, j] == j) (int8
         [B, M]); with COMPUTE_GRAD, DP[b, j] = d nce / d P_j (float32 [B, M, D], contiguous)."""
-        b = tl.program_id(1).to(tl.int64)
-        cols, col_ok = _block_range(tl.program_id(0), BLOCK_N, M)
+        pid_n, b = _program_ids(M, BLOCK_N)
+        cols, col_ok = _block_range(pid_n, BLOCK_N, M)
         offs_m = tl.arange(0, BLOCK_M)
         offs_d, d_ok = _block_range(0, BLOCK_D, D)
         p = _load_tile(P + b * stride_pb, cols, col_ok, stride_pm, offs_d, d_ok, stride_pd)
@@ -205,31 +221,58 @@ if HAS_TRITON:
                      mask=col_ok[:, None] & d_ok[None, :])
 
     # -- launch configurations ----------------------------------------------------------------
-    # The interpreter runs one small config. On a GPU a short list per kernel (untuned: no GPU
-    # was available when this was written), half and float32 inputs with their own tiles.
-    if TRITON_INTERPRET:
-        _ROWS_CONFIGS = make_configs([(32, 32, 4, 1)], [])
-        _COLS_CONFIGS = make_configs([(32, 32, 4, 1)], [])
-    else:
-        #                   (BLOCK_M, BLOCK_N, num_warps, num_stages)
-        _ROWS_CONFIGS = make_configs(
-            [(64, 64, 4, 3), (64, 32, 4, 3), (32, 64, 4, 3), (128, 64, 8, 3)],
-            [(32, 32, 4, 2), (64, 32, 4, 2), (32, 64, 8, 2)])
-        _COLS_CONFIGS = make_configs(
-            [(64, 64, 8, 2), (32, 64, 4, 2), (64, 32, 4, 2), (32, 32, 4, 3)],
-            [(32, 32, 4, 2), (16, 32, 4, 2), (32, 64, 8, 2)])
+    # Per (input dtype, BLOCK_D): the (BLOCK_M, BLOCK_N, num_warps, num_stages) configs that
+    # pass the sm_90 resource report on triton 3.6 and 3.7 (shared memory <= 232,448 B, no
+    # spills; the columns kernel with and without the gradient; benchmarks/compile_report.py,
+    # docs/kernels_gpu.md), the default (pinned) config first. A (dtype, BLOCK_D) without
+    # configs for both kernels runs on the torch path. The autotuner times the listed configs
+    # once per (M bucket, B bucket, BLOCK_D, dtype).
+    # BLOCK_D <= 256 (the model's D is fshape * tshape = 256): larger feature counts run on the
+    # torch path. float32 (IEEE FMA dots) holds a [BLOCK_N, BLOCK_D] float32 gradient
+    # accumulator in the columns kernel, so only its 16-column tiles fit.
+    _BLOCK_DS = (16, 32, 64, 128, 256)
+    ROWS_CONFIGS = config_table(half={bd: [(64, 64, 4, 3), (64, 32, 4, 3)] for bd in _BLOCK_DS},
+                                fp32={bd: [(32, 32, 4, 2), (32, 64, 8, 2)] for bd in _BLOCK_DS})
+    COLS_CONFIGS = config_table(half={bd: [(32, 32, 4, 3), (32, 64, 4, 2)] for bd in _BLOCK_DS},
+                                fp32={bd: [(16, 32, 4, 2)] for bd in _BLOCK_DS})
+    _INTERPRET_CONFIG = BlockConfig(32, 32, 4, 1)
 
-    _PRUNE = prune_configs_by(TRITON_INTERPRET)
-    _infonce_rows = triton.autotune(_ROWS_CONFIGS, key=["M", "D", "DOT_PREC"],
-                                    prune_configs_by=_PRUNE)(_infonce_rows_kernel)
-    _infonce_cols = triton.autotune(_COLS_CONFIGS, key=["M", "D", "DOT_PREC", "COMPUTE_GRAD"],
-                                    prune_configs_by=_PRUNE)(_infonce_cols_kernel)
+    def _config_class(args: dict) -> tuple[str, int]:
+        return dtype_name(args["T"].dtype), args["BLOCK_D"]
 
-    #: The raw @triton.jit kernels and their autotune configs (for the sm_90 compile check).
+    _KEY = ["M_BUCKET", "B_BUCKET", "BLOCK_D", "DOT_PREC"]
+    #: The raw @triton.jit kernels (for the resource report) and the tuned kernels.
     KERNELS = {"rows": _infonce_rows_kernel, "cols": _infonce_cols_kernel}
-    CONFIGS = {"rows": _ROWS_CONFIGS, "cols": _COLS_CONFIGS}
+    TUNED = {
+        "rows": TunedKernel(_infonce_rows_kernel, ROWS_CONFIGS, _config_class, _KEY,
+                            TRITON_INTERPRET, _INTERPRET_CONFIG),
+        "cols": TunedKernel(_infonce_cols_kernel, COLS_CONFIGS, _config_class,
+                            _KEY + ["COMPUTE_GRAD"], TRITON_INTERPRET, _INTERPRET_CONFIG),
+    }
 else:  # pragma: no cover
-    KERNELS, CONFIGS = {}, {}
+    KERNELS, TUNED = {}, {}
+
+
+def block_d(d: int) -> int:
+    """The kernels' BLOCK_D for D features: D rounded up to 16 (the inputs are zero-padded to
+    that, which keeps every row 16-element aligned), then to a power of two."""
+    return triton.next_power_of_2(-(-d // 16) * 16)
+
+
+def max_d(dtype: torch.dtype) -> int:
+    """The largest D :func:`supports` accepts for ``dtype`` (0: none)."""
+    return max((bd for dt, bd in TUNED["cols"].configs if dt == dtype_name(dtype)
+                and supports(dtype, bd)), default=0) if HAS_TRITON else 0
+
+
+def supports(dtype: torch.dtype, d: int) -> bool:
+    """Whether the Triton kernels take [B, M, d] inputs of ``dtype``: Triton is importable and
+    both kernels have a launch configuration for them that the sm_90 resource report checks.
+    (The device and Triton's interpreter are the dispatcher's concern.)"""
+    if not HAS_TRITON or d < 1:
+        return False
+    cls = (dtype_name(dtype), block_d(d))
+    return all(cls in t.configs for t in TUNED.values())
 
 
 def _launch(targets: torch.Tensor, pred: torch.Tensor, compute_grad: bool
@@ -237,23 +280,26 @@ def _launch(targets: torch.Tensor, pred: torch.Tensor, compute_grad: bool
     """Run both kernels: (loss_rows [B, M] f32 = lse_i - S_ii, hits [B, M] bool,
     dpred [B, M, D] f32 = d nce / d pred, or an empty [0] tensor without compute_grad)."""
     B, M, D = pred.shape
+    d_pad = -(-D // 16) * 16
+    if d_pad != D:  # zero features change no score; keeps every row 16-element aligned
+        targets, pred = (torch.nn.functional.pad(t, (0, d_pad - D)) for t in (targets, pred))
+    targets, pred = aligned(targets), aligned(pred)
     dev = pred.device
     rowmax = torch.empty((B, M), dtype=torch.float32, device=dev)
     logsum = torch.empty((B, M), dtype=torch.float32, device=dev)
     loss = torch.empty((B, M), dtype=torch.float32, device=dev)
     hits = torch.empty((B, M), dtype=torch.int8, device=dev)
-    dpred = torch.empty((B, M, D) if compute_grad else (0,), dtype=torch.float32, device=dev)
-    prec = dot_precision(pred.dtype)
-    block_d = max(16, triton.next_power_of_2(D))
+    dpred = torch.empty((B, M, d_pad) if compute_grad else (0,), dtype=torch.float32, device=dev)
+    sizes = (M, d_pad, pow2_bucket(M, 16, 1 << 16), pow2_bucket(B, 1, 1024))
+    consts = dict(BLOCK_D=block_d(D), DOT_PREC=dot_precision(pred.dtype))
+    strides = (*targets.stride(), *pred.stride())
     with device_ctx(pred):
-        _infonce_rows[lambda meta: (triton.cdiv(M, meta["BLOCK_M"]), B)](
-            targets, pred, rowmax, logsum, loss, *targets.stride(), *pred.stride(), M,
-            D=D, BLOCK_D=block_d, DOT_PREC=prec)
-        _infonce_cols[lambda meta: (triton.cdiv(M, meta["BLOCK_N"]), B)](
-            targets, pred, rowmax, logsum, hits, dpred, *targets.stride(), *pred.stride(), M,
-            1.0 / (B * M),
-            D=D, BLOCK_D=block_d, COMPUTE_GRAD=compute_grad, DOT_PREC=prec)
-    return loss, hits.bool(), dpred
+        TUNED["rows"].launch(lambda meta: (B * triton.cdiv(M, meta["BLOCK_M"]),),
+                             targets, pred, rowmax, logsum, loss, *strides, *sizes, **consts)
+        TUNED["cols"].launch(lambda meta: (B * triton.cdiv(M, meta["BLOCK_N"]),),
+                             targets, pred, rowmax, logsum, hits, dpred, *strides, *sizes,
+                             1.0 / (B * M), COMPUTE_GRAD=compute_grad, **consts)
+    return loss, hits.bool(), dpred[..., :D] if compute_grad else dpred
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,9 +376,10 @@ def _validate(targets: torch.Tensor, pred: torch.Tensor) -> None:
 
 def _validate_triton(targets: torch.Tensor, pred: torch.Tensor) -> None:
     check_triton_dtype(pred.dtype, "infonce(backend='triton')")
-    if pred.shape[-1] > _MAX_D:
-        raise ValueError(f"infonce(backend='triton'): D={pred.shape[-1]} > {_MAX_D} is not "
-                         "supported")
+    if HAS_TRITON and not supports(pred.dtype, pred.shape[-1]):
+        raise ValueError(f"infonce(backend='triton'): D={pred.shape[-1]} is not supported for "
+                         f"{dtype_name(pred.dtype)} inputs (at most {max_d(pred.dtype)}); use "
+                         "backend='torch'")
     if targets.requires_grad and torch.is_grad_enabled():
         raise ValueError("infonce(backend='triton'): targets get no gradient; detach them (the "
                          "model does) or use backend='torch'")
@@ -345,14 +392,6 @@ def _validate_triton(targets: torch.Tensor, pred: torch.Tensor) -> None:
 _CHECK_FACTOR = 4.0
 _CHECK_FLOOR = {torch.float32: 1e-5, torch.float16: 1e-4, torch.bfloat16: 1e-3}
 
-
-def supports(dtype: torch.dtype, D: int) -> bool:
-    """Whether the Triton kernels take this dtype and feature size D.
-
-    Stand-in (issue 12 item 3, branch i12b) for the resource-report-backed ``supports`` of
-    issue 12 item 1 (branch i12a): when merging, keep i12a's definition and drop this one.
-    """
-    return HAS_TRITON and dtype in TRITON_DTYPES and 1 <= D <= _MAX_D
 
 
 def _run_triton(targets: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,12 +1,11 @@
 """ssast_fast.ops.attention: the Triton kernel (under TRITON_INTERPRET=1 here) against a float64
-eager reference, the torch backends, validation, the custom-op / torch.compile integration and
-an sm_90 compile check of every kernel."""
+eager reference, the torch backends, validation, launch geometry and autotune keys, and the
+custom-op / torch.compile integration. (The sm_90 resources: tests/ops/test_compile_report.py.)"""
 from __future__ import annotations
 
 import pytest
 import torch
-from triton_compile import (REPO, check_compile_script, check_gpu_suite_dry_run,
-                            check_without_triton)
+from triton_compile import check_gpu_suite_dry_run, check_without_triton, spy_launches
 
 from ssast_fast.ops import attention as A
 from ssast_fast.ops.attention import attention
@@ -60,9 +59,14 @@ def _check_against_eager(dtype, q, k, v, do, scale=None, factor=2.0):
 # ---------------------------------------------------------------------------------------------
 
 
+# The (dtype, head dim)s the kernels take, but bfloat16 (the interpreter computes it wrongly)
+# and D = 128 (test_triton_head_dim_128).
+SUPPORTED = [(dtype, d) for dtype in (torch.float32, torch.float16) for d in (32, 64)
+             if A.supports(dtype, d)]
+
+
 @needs_kernel_device
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
-@pytest.mark.parametrize("D", [32, 64])
+@pytest.mark.parametrize("dtype, D", SUPPORTED, ids=lambda x: str(x).removeprefix("torch."))
 @pytest.mark.parametrize("N", [1, 7, 33, 130])
 def test_triton_fwd_bwd_vs_fp64(N, D, dtype):
     B, H = (1, 2) if N > 64 else (2, 2)
@@ -88,7 +92,17 @@ def test_triton_large_logits_and_custom_scale():
 @needs_kernel_device
 def test_triton_head_dim_128():
     q, k, v, do = _inputs(1, 1, 20, 128, seed=5)
-    _check_against_eager(torch.float32, q, k, v, do)
+    _check_against_eager(torch.float16, q, k, v, do)
+
+
+def test_float32_head_dim_128_has_no_fitting_config():
+    """float32 at D = 128 has no config that fits sm_90 without spills: supports() is false and
+    backend='triton' names the reason ('auto' uses SDPA)."""
+    assert not A.supports(torch.float32, 128)
+    x = torch.randn(1, 2, 8, 128)
+    if A.HAS_TRITON:
+        with pytest.raises(ValueError, match="D=128 is not supported for float32"):
+            attention(x, x, x, backend="triton")
 
 
 @needs_kernel_device
@@ -281,15 +295,47 @@ def test_torch_compile_fullgraph(dynamic):
 
 
 # ---------------------------------------------------------------------------------------------
-# Compiles for sm_90 (no GPU needed)
+# Launch geometry, autotune keys, supports()
 # ---------------------------------------------------------------------------------------------
 
 
-@needs_triton
-def test_kernels_compile_for_sm90():
-    check_compile_script(
-        [str(REPO / "tests" / "ops" / "compile_sm90.py"), "--arch", "90",
-         "--dtypes", "float16,bfloat16,float32", "--head-dims", "64"], n_kernels=12, timeout=300)
+@needs_kernel_device
+def test_launch_grid_is_one_axis_with_every_block(monkeypatch):
+    """B * H and the blocks share grid axis 0 (no 65,535 cap on B * H); sizes go in as the
+    autotune key's buckets."""
+    launches = spy_launches(monkeypatch, A.TUNED)
+    B, H, N = 3, 5, 40
+    x = torch.randn(B, H, N, 32, device=KERNEL_DEVICE, requires_grad=True)
+    attention(x, x, x, backend="triton").sum().backward()
+    assert [n for n, *_ in launches] == ["fwd", "bwd_dkdv", "bwd_dq"]
+    for name, grid, args, _ in launches:
+        block = 32 if name == "bwd_dkdv" else 16
+        assert grid == (B * H * -(-N // block),)
+        assert args[-4:] == (H, N, 64, 16)  # H, N_CTX, N bucket, B*H bucket
+
+
+def test_autotune_key_has_shape_buckets():
+    if not A.HAS_TRITON:
+        pytest.skip("triton is not installed")
+    for tuned in A.TUNED.values():
+        assert tuned._tuner.keys == ["N_BUCKET", "BH_BUCKET", "HEAD_DIM", "DOT_PREC"]
+    # A bucket is tuned once: N 500 and 514 share one; B*H 8 and 288 do not.
+    assert A._launch_args(2, 4, 500)[2:] == (512, 8)
+    assert A._launch_args(2, 4, 514)[2:] == (1024, 8)
+    assert A._launch_args(24, 12, 514)[2:] == (1024, 512)
+
+
+def test_supports_dtype_and_head_dim():
+    assert A.supports(torch.float16, 64) == A.HAS_TRITON
+    assert A.supports(torch.bfloat16, 64) == A.HAS_TRITON
+    for d in (16, 48, 96, 256):
+        assert not A.supports(torch.float16, d)
+    assert not A.supports(torch.float64, 64)
+    for dtype in (torch.float16, torch.bfloat16, torch.float32):
+        for d in A.SUPPORTED_HEAD_DIMS:
+            cls = (str(dtype).removeprefix("torch."), d)
+            assert A.supports(dtype, d) == (A.HAS_TRITON and all(
+                cls in t.configs for t in A.TUNED.values()))
 
 
 @needs_kernel_device

@@ -1,24 +1,17 @@
 """ssast_fast.ops.infonce: the fused Triton kernels (under TRITON_INTERPRET=1 here) against the
-torch reference and a float64 reference, heavy underflow / column-argmax ties, golden parity
-through the model (forward and gradients), custom op / torch.compile, and an sm_90 compile check.
-
-Run as a script (TRITON_INTERPRET unset) it compiles every kernel config for a CUDA target:
-    python tests/ops/test_infonce.py --arch 90
+torch reference and a float64 reference, heavy underflow / column-argmax ties, feature counts
+that are not multiples of 16, golden parity through the model (forward and gradients), launch
+geometry and autotune keys, custom op / torch.compile. (The sm_90 resources:
+tests/ops/test_compile_report.py.)
 """
 from __future__ import annotations
 
-import sys
-
 import pytest
 import torch
-from triton_compile import (INTERPRETER_MESSAGE, REPO, check_compile_script,
-                            check_gpu_suite_dry_run, check_without_triton, compile_kernel,
-                            report_compiled)
+from triton_compile import check_gpu_suite_dry_run, check_without_triton, spy_launches
 
-sys.path.insert(0, str(REPO))  # when run as a script
-
-from ssast_fast.ops import infonce as I  # noqa: E402
-from ssast_fast.ops.infonce import infonce  # noqa: E402
+from ssast_fast.ops import infonce as I
+from ssast_fast.ops.infonce import infonce
 
 needs_triton = pytest.mark.skipif(not I.HAS_TRITON, reason="triton is not installed")
 # Where the kernels run in this process: CPU tensors under the interpreter, else CUDA.
@@ -340,66 +333,57 @@ def test_import_and_torch_backend_without_triton():
 
 
 # ---------------------------------------------------------------------------------------------
-# Compiles for sm_90 (no GPU needed); the GPU suite's infonce sections run on CPU
+# Launch geometry, autotune keys, supports(); the GPU suite's infonce sections run on CPU
 # ---------------------------------------------------------------------------------------------
 
 
-@needs_triton
-def test_kernels_compile_for_sm90():
-    check_compile_script([__file__, "--arch", "90"], n_kernels=9, timeout=600)
+@needs_kernel_device
+@pytest.mark.parametrize("D", [1, 20, 100, 250])
+def test_feature_counts_not_multiple_of_16(D):
+    """Inputs are zero-padded to a multiple of 16 features (aligned rows): same numbers."""
+    targets, pred = _inputs(2, 23, D, torch.float32, seed=D)
+    acc, nce, grad = _run("triton", targets, pred)
+    acc_t, nce_t, grad_t = _run("torch", targets, pred, device="cpu")
+    assert grad.shape == (2, 23, D) and acc == acc_t
+    assert _rel(nce, nce_t) <= 1e-6 and _rel(grad, grad_t) <= 1e-5
+
+
+@needs_kernel_device
+def test_launch_grid_is_one_axis(monkeypatch):
+    launches = spy_launches(monkeypatch, I.TUNED)
+    targets, pred = (x.to(DEV) for x in _inputs(3, 40, 48, torch.float32, seed=1))
+    infonce(targets, pred.requires_grad_(), backend="triton")
+    (_, rows, rargs, _), (_, cols, cargs, ckw) = launches
+    assert rows == (3 * 3,) and cols == (3 * 2,)  # B * cdiv(M, BLOCK) on axis 0
+    assert rargs[-4:] == (40, 48, 64, 4) and cargs[-5:-1] == (40, 48, 64, 4)  # M, D, buckets
+    assert ckw["BLOCK_D"] == 64 and ckw["COMPUTE_GRAD"]
+
+
+def test_autotune_key_and_supports():
+    if not I.HAS_TRITON:
+        assert not I.supports(torch.float32, 256)
+        return
+    assert I.TUNED["rows"]._tuner.keys == ["M_BUCKET", "B_BUCKET", "BLOCK_D", "DOT_PREC"]
+    assert I.TUNED["cols"]._tuner.keys[-1] == "COMPUTE_GRAD"
+    assert I.supports(torch.float32, 256)  # the model's D (fshape * tshape = 256), in float32
+    assert [I.block_d(d) for d in (1, 16, 17, 48, 250, 256, 257)] == [16, 16, 32, 64, 256, 256,
+                                                                      512]
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        top = I.max_d(dtype)
+        assert top >= 256 and I.supports(dtype, top) and not I.supports(dtype, top + 1)
+    assert not I.supports(torch.float64, 256) and not I.supports(torch.float32, 0)
+
+
+def test_too_large_d_is_a_clear_error():
+    if not I.HAS_TRITON:
+        pytest.skip("triton is not installed")
+    d = I.max_d(torch.float32) + 1
+    t = torch.randn(1, 4, d)
+    with pytest.raises(ValueError, match=f"D={d} is not supported"):
+        infonce(t, t, backend="triton")
 
 
 @needs_triton
 def test_gpu_suite_infonce_sections_dry_run():
     check_gpu_suite_dry_run("infonce")
 
-
-def _compile_main(argv: list[str]) -> int:
-    """Compile each kernel for float32/float16/bfloat16 inputs (D = 256, unit last-dim
-    strides), the columns kernel with and without the gradient: the first autotune config of
-    each, or all of them with --all-configs."""
-    import argparse
-    import time
-
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--arch", type=int, default=90)
-    ap.add_argument("--all-configs", action="store_true")
-    args = ap.parse_args(argv)
-    arch = args.arch
-    if I.TRITON_INTERPRET:
-        print(INTERPRETER_MESSAGE, file=sys.stderr)
-        return 2
-    from ssast_fast.ops._triton_common import prune_by_precision
-
-    strides = {f"stride_{t}{s}": "i32" for t in "tp" for s in "bm"}
-    n = 0
-    for ptr, prec in (("*fp32", "ieee"), ("*fp16", "tf32"), ("*bf16", "tf32")):
-        for name, grads in (("rows", (None,)), ("cols", (True, False))):
-            cfgs = prune_by_precision(I.CONFIGS[name], {}, DOT_PREC=prec)
-            for cfg in cfgs if args.all_configs else cfgs[:1]:
-                for grad in grads:
-                    sig = {"T": ptr, "P": ptr, "ROWMAX": "*fp32", "LOGSUM": "*fp32"}
-                    sig |= {"LOSS": "*fp32"} if name == "rows" else {"HIT": "*i8", "DP": "*fp32"}
-                    sig |= strides | {"M": "i32"} | ({"inv_n": "fp32"} if name == "cols" else {})
-                    consts = {"stride_td": 1, "stride_pd": 1, "D": 256, "BLOCK_D": 256,
-                              "DOT_PREC": prec, **cfg.kwargs}
-                    if grad is not None:
-                        consts["COMPUTE_GRAD"] = grad
-                    sig |= {k: "constexpr" for k in consts}
-                    t0 = time.perf_counter()
-                    # As the JIT specializes the model's tensors: 16-byte aligned pointers,
-                    # batch / row strides multiples of 16 (D = 256); M unconstrained.
-                    compiled = compile_kernel(
-                        I.KERNELS[name], sig, consts, arch,
-                        {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
-                    shared = compiled.metadata.shared
-                    assert compiled.asm["cubin"] and shared <= 227 * 1024, shared
-                    print(f"sm_{arch} {name} {ptr[1:]:5s} grad={grad!s:5s} {cfg.kwargs} "
-                          f"warps={cfg.num_warps} stages={cfg.num_stages} shared={shared}B "
-                          f"({time.perf_counter() - t0:.1f}s)", flush=True)
-                    n += 1
-    return report_compiled(n, arch)
-
-
-if __name__ == "__main__":
-    sys.exit(_compile_main(sys.argv[1:]))

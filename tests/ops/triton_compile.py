@@ -1,10 +1,7 @@
-"""Helpers shared by the ops tests and their sm_90 compile scripts (not a test module).
-
-- :func:`compile_kernel`: compile one ``@triton.jit`` kernel for a CUDA target without a GPU
-  (ptxas ships with triton), with the divisibility hints the JIT would infer at launch;
-- :func:`run_python`, :func:`check_compile_script`, :func:`check_gpu_suite_dry_run`,
-  :func:`check_without_triton`: the subprocess checks (compiling needs ``TRITON_INTERPRET``
-  unset, so it runs in a child process).
+"""Helpers shared by the ops tests (not a test module): the subprocess checks
+:func:`run_python`, :func:`check_gpu_suite_dry_run`, :func:`check_without_triton`, and
+:func:`spy_launches`. (Compiling the kernels for sm_90 is benchmarks/compile_report.py's job;
+tests/ops/test_compile_report.py runs it.)
 """
 from __future__ import annotations
 
@@ -16,38 +13,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-INTERPRETER_MESSAGE = "unset TRITON_INTERPRET to compile"
 
+def spy_launches(monkeypatch, tuned: Mapping) -> list[tuple]:
+    """Record each launch of the ops' ``TunedKernel``s (``tuned``: name -> kernel) and still run
+    it: a list of (name, grid at BLOCK_M=16 / BLOCK_N=32, positional args, keyword args)."""
+    launches = []
+    for name, kernel in tuned.items():
+        def spy(grid, *args, name=name, real=kernel.launch, **kwargs):
+            launches.append((name, grid({"BLOCK_M": 16, "BLOCK_N": 32}), args, kwargs))
+            return real(grid, *args, **kwargs)
 
-# ---- compiling for a CUDA target -------------------------------------------------------------
-
-
-def aligned_args(signature: Mapping[str, str]) -> list[str]:
-    """The arguments the JIT specializes as multiples of 16 for the model's tensors: pointers
-    (16-byte aligned allocations) and the integer strides other than the unit last-dim one
-    (compiled as a constexpr 1). Row counts (N_CTX, M) and H stay unconstrained."""
-    return [k for k, t in signature.items()
-            if t.startswith("*") or (k.startswith("stride_") and t == "i32")]
-
-
-def compile_kernel(kernel, signature: Mapping[str, str], constexprs: Mapping, arch: int,
-                   options: Mapping):
-    """``triton.compile`` of ``kernel`` for ``sm_<arch>`` with ``tt.divisibility = 16`` on
-    :func:`aligned_args` (without these hints loads are not vectorized or pipelined)."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    attrs = {(kernel.arg_names.index(k),): [["tt.divisibility", 16]]
-             for k in aligned_args(signature)}
-    src = ASTSource(fn=kernel, signature=dict(signature), constexprs=dict(constexprs), attrs=attrs)
-    return triton.compile(src, target=GPUTarget("cuda", arch, 32), options=dict(options))
-
-
-def report_compiled(n_kernels: int, arch: int) -> int:
-    """Print the summary line :func:`check_compile_script` looks for; the exit status 0."""
-    print(f"OK: {n_kernels} kernels compiled for sm_{arch}")
-    return 0
+        monkeypatch.setattr(kernel, "launch", spy)
+    return launches
 
 
 # ---- subprocess checks -----------------------------------------------------------------------
@@ -66,15 +43,6 @@ def run_python(args: list[str], timeout: int, env: Mapping[str, str] | None = No
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO,
                           env=dict(env) if env is not None else env_without_interpreter(),
                           timeout=timeout)
-
-
-def check_compile_script(args: list[str], n_kernels: int, arch: int = 90,
-                         timeout: int = 600) -> None:
-    """Run a compile script (Triton not interpreted); it must report ``n_kernels`` compiled
-    (:func:`report_compiled`)."""
-    res = run_python(args, timeout)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
-    assert f"OK: {n_kernels} kernels compiled for sm_{arch}" in res.stdout, res.stdout
 
 
 def check_gpu_suite_dry_run(section: str, timeout: int = 300) -> None:
