@@ -132,7 +132,12 @@ def test_add_layer_norm_matches_unfused(use, shape):
             continue
         assert a.dtype == e.dtype, name
         scale = e.float().abs().max().clamp_min(1e-6)
-        assert ((a.float() - e.float()).abs().max() / scale).item() < 2e-2 if name == "h" else 1e-5, name
+        err = ((a.float() - e.float()).abs().max() / scale).item()
+        # dh is bf16: both sides round their float32 dx once, so they differ by at most one bf16
+        # ulp (<= 2^-7 of the value, hence of the max); dx, dweight, dbias are float32 up to
+        # summation order.
+        bound = 2 ** -7 if name == "h" else 1e-5
+        assert err <= bound, (name, err, bound)
 
 
 @needs_kernel
