@@ -19,7 +19,7 @@ Variants:
 
 Rounds are interleaved (one step of every variant per round, the order rotating), so machine
 load hits all variants alike. It prints the CPU model, the kernels each variant ran (custom ops
-seen by the profiler in its warm-up step, and the brgemm path), medians and ratios.
+dispatched in its warm-up step, and the brgemm path), medians and ratios.
 ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`` (in the environment) keeps oneDNN off AMX: on an AMX
 machine that emulates an AVX512-BF16 CPU without AMX, as far as oneDNN's kernels go.
 """
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_path import ours_joint_step, reference_joint_step  # noqa: E402
@@ -97,10 +98,12 @@ class OfficialStep:
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError(f"--official: the worker did not start ({cmd})")
 
-    def __call__(self) -> float:
+    def __call__(self) -> tuple[float, float]:
+        """(wall s, CPU s) of one step."""
         self.proc.stdin.write("step\n")
         self.proc.stdin.flush()
-        return float(self.proc.stdout.readline())
+        wall, cpu = self.proc.stdout.readline().split()
+        return float(wall), float(cpu)
 
     def close(self) -> None:
         self.proc.stdin.write("quit\n")
@@ -108,15 +111,25 @@ class OfficialStep:
         self.proc.wait(timeout=60)
 
 
-def kernels_seen(step: Callable[[], None]) -> str:
-    """Run one step under the profiler; the project's custom ops and SDPA that ran in it."""
-    from torch.profiler import ProfilerActivity, profile
+class _OpNames(TorchDispatchMode):
+    """Records the name of every op dispatched inside it (the backward's too: CPU autograd runs on
+    this thread)."""
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    def __init__(self):
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(func.name())
+        return func(*args, **(kwargs or {}))
+
+
+def kernels_seen(step: Callable[[], None]) -> str:
+    """Run one step; the project's custom ops and the SDPA kernels that ran in it."""
+    with _OpNames() as rec:
         step()
-    names = {e.key for e in prof.key_averages()}
-    ours = sorted(n.split("::", 1)[1] for n in names if n.startswith("ssast_fast::"))
-    sdpa = sorted(n for n in names if "scaled_dot_product" in n and "backward" not in n)
+    ours = sorted(n.split("::", 1)[1] for n in rec.names if n.startswith("ssast_fast::"))
+    sdpa = sorted(n.split("::", 1)[1] for n in rec.names if "scaled_dot_product" in n)
     return ", ".join(ours + sdpa) or "torch ops only"
 
 
@@ -131,11 +144,15 @@ def profile_table(step: Callable[[], None], rows: int = 25) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's; give the official "
+                    "worker the same --threads)")
     ap.add_argument("--official", default=None, help="command starting official_step_worker.py (its own venv)")
     ap.add_argument("--variants", default="reference," + ",".join(OURS))
     ap.add_argument("--profile", default=None, help="also print a profile of one step of this variant")
     args = ap.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
     x = torch.randn(B, FRAMES, 128)
     steps: dict[str, Callable[[], object]] = {}
@@ -152,7 +169,7 @@ def main() -> None:
           f"fused LayerNorm->bf16: {'available' if layer_norm.available() else 'not available'}")
     print(f"step: tiny, B={B}, {FRAMES} frames, mask {MASK}, mpc + mpg fwd + bwd + Adam; {args.rounds} rounds "
           f"interleaved after one warm-up step each; load average before: {load_before[0]:.2f}")
-    print("kernels (warm-up step, profiler):")
+    print("kernels (ops dispatched in the warm-up step):")
     for name, step in steps.items():
         if name == "official":
             step()
@@ -161,28 +178,36 @@ def main() -> None:
             print(f"  {name}: {kernels_seen(step)}")
 
     times: dict[str, list[float]] = {name: [] for name in steps}
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
     names = list(steps)
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             if name == "official":
-                times[name].append(steps[name]())
+                wall, c = steps[name]()
             else:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 steps[name]()
-                times[name].append(time.perf_counter() - t0)
+                wall, c = time.perf_counter() - t0, time.process_time() - c0
+            times[name].append(wall)
+            cpu[name].append(c)
     load_after = os.getloadavg()
     if official is not None:
         official.close()
 
     med = {name: statistics.median(t) for name, t in times.items()}
+    med_cpu = {name: statistics.median(t) for name, t in cpu.items()}
     base = [b for b in ("official", "reference") if b in med]
     print(f"\nload average after: {load_after[0]:.2f} (1 min), {load_after[1]:.2f} (5 min); "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print("| variant | median s | min s | " + " | ".join(f"vs {b}" for b in base) + " |")
-    print("|---|---|---|" + "---|" * len(base))
+    print("wall: median seconds per step and speed-up (the measure on an idle machine); CPU: median process CPU "
+          "seconds (a check on a loaded one, meaningful with --threads 1)")
+    print("| variant | wall median s | wall min s | " + " | ".join(f"wall vs {b}" for b in base) + " | CPU median s | "
+          + " | ".join(f"CPU vs {b}" for b in base) + " |")
+    print("|---|---|---|" + "---|" * len(base) + "---|" + "---|" * len(base))
     for name in names:
         ratios = " | ".join(f"{med[b] / med[name]:.2f}x" for b in base)
-        print(f"| {name} | {med[name]:.3f} | {min(times[name]):.3f} | {ratios} |")
+        ratios_cpu = " | ".join(f"{med_cpu[b] / med_cpu[name]:.2f}x" for b in base)
+        print(f"| {name} | {med[name]:.3f} | {min(times[name]):.3f} | {ratios} | {med_cpu[name]:.3f} | {ratios_cpu} |")
     if args.profile:
         print(f"\nprofile of one {args.profile} step:\n{profile_table(steps[args.profile])}")
 

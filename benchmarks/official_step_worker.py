@@ -6,7 +6,8 @@ matplotlib; no ssast_fast), never in this repository's venv. It builds the offic
 ``traintest_mask.py`` configures it, then answers a line protocol on stdin/stdout:
 
     -> "ready"                      after set-up
-    <- "step"   -> "<seconds>"      one step: mpc pass, mpg pass (each with its own mask draw),
+    <- "step"   -> "<wall s> <cpu s>"  one step (wall clock; CPU time of this process): mpc pass,
+                                    mpg pass (each with its own mask draw),
                                     loss = nce + 10 * mse, zero_grad, backward, Adam step
     <- "quit"
 
@@ -49,14 +50,14 @@ def main() -> None:
     for line in sys.stdin:
         if line.strip() != "step":
             break
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         _, nce = model(x, "pretrain_mpc", mask_patch=args.mask, cluster=True)
         mse = model(x, "pretrain_mpg", mask_patch=args.mask, cluster=True)
         loss = nce + 10 * mse
         opt.zero_grad()
         loss.backward()
         opt.step()
-        print(f"{time.perf_counter() - t0:.6f}", flush=True)
+        print(f"{time.perf_counter() - t0:.6f} {time.process_time() - c0:.6f}", flush=True)
 
 
 if __name__ == "__main__":

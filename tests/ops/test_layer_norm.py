@@ -177,7 +177,7 @@ def test_encoder_fused_schedule_as_accurate_as_plain_blocks(monkeypatch):
 
 @needs_kernel
 def test_fused_encoder_compiles_fullgraph_under_autocast():
-    """joint_losses under CPU bf16 autocast (fused norms, and the AMX attention where present)
+    """joint_losses under CPU bf16 autocast (fused norms, and the bf16 CPU attention kernel where present)
     traces as one graph and computes what eager computes."""
     from ssast_fast import ASTModel
     from ssast_fast.masking import sample_masks
