@@ -28,7 +28,6 @@
 #include <immintrin.h>
 
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
