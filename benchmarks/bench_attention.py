@@ -4,8 +4,9 @@ GPU (skipped without CUDA): B=24, H=12, D=64 (SSAST-Base), N in {514, 1214}, bfl
     backends triton | sdpa-flash | sdpa-efficient | sdpa-cudnn | sdpa-math | eager.
 CPU: B=2, H=3, N=514, D=64 float32, sdpa vs eager (the Triton kernel does not run natively on
     CPU; under TRITON_INTERPRET it is a correctness tool, not something to time); and bfloat16
-    at the tiny model's batched joint-step shape B=16, H=3, N=514, D=64: the AMX kernel
-    (backend "amx", skipped on CPUs without AMX-BF16) vs sdpa vs eager.
+    at the tiny model's batched joint-step shape B=16, H=3, N=514, D=64: the bf16 CPU kernel
+    (backend "amx": oneDNN brgemm on AMX or AVX512-BF16; skipped on CPUs without AVX512-BF16) vs
+    sdpa vs eager.
 
 Run: python -m pytest benchmarks/bench_attention.py --benchmark-only
      (do not set TRITON_INTERPRET). extra_info carries TFLOP/s: the forward counts
@@ -157,7 +158,7 @@ def test_cpu_fwd_bwd_bf16(benchmark, name):
     from ssast_fast.ops import attention_amx
 
     if name == "amx" and not attention_amx.available():
-        pytest.skip("the amx kernels need the extension and a CPU with AMX-BF16")
+        pytest.skip("the amx kernels need the extension and a CPU with AVX512-BF16")
     B, H, N, D = 16, 3, 514, 64
     qkv = torch.randn(B, N, 3, H, D, dtype=torch.bfloat16)  # the model's q, k, v views
     q, k, v = (t.detach().requires_grad_() for t in qkv.permute(2, 0, 3, 1, 4).unbind(0))

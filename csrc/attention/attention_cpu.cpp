@@ -1,10 +1,11 @@
-// Bidirectional attention for bfloat16 CPU tensors on AMX: out = softmax(q k^T scale) v.
+// Bidirectional attention for bfloat16 CPU tensors: out = softmax(q k^T scale) v.
 //
 // The matrix products run on ATen's oneDNN batch-reduce GEMM (at::native::cpublas::brgemm,
-// bf16 x bf16 -> fp32, on AMX tiles), with B operands written in VNNI layout by AVX-512 gathers;
-// the softmax, its backward and the bf16 roundings are AVX-512 loops over rows that stay in
-// cache. One thread owns one (batch, head) at a time, so the N x N scores never reach memory
-// as a tensor.
+// bf16 x bf16 -> fp32): on AMX tiles where the CPU has AMX-BF16, else on AVX512-BF16 dot products
+// (vdpbf16ps; e.g. AMD Zen 4/5, Intel Cooper Lake). oneDNN picks that code path itself; both take
+// the same operands. B operands are written in VNNI layout by AVX-512 gathers; the softmax, its
+// backward and the bf16 roundings are AVX-512 loops over rows that stay in cache. One thread owns
+// one (batch, head) at a time, so the N x N scores never reach memory as a tensor.
 //
 // Forward, per block of kBlockM query rows: S = Q K^T (fp32), m = rowmax(scale S),
 // P~ = exp(scale S - m) rounded to bf16, l = rowsum(exp(scale S - m)), O = (P~ V) / l;
@@ -14,6 +15,10 @@
 // dK = dS^T Q, dV = P^T dO (P and dS rounded to bf16 before their products).
 // Padding: key tiles are kTile wide and every reduction dimension over tokens is a multiple of
 // kKAlign; padded rows and columns hold zeros, so they add nothing.
+//
+// Gate: attention_cpu_supported() = the CPU runs our AVX512-BF16 loops, and a one-time self-test
+// (at first use) of small brgemms on operands packed by this file's own VNNI writers matches a
+// float32 product. That is all the kernel needs; it does not ask for AMX.
 #include "attention/attention_cpu.h"
 
 #include "common/avx512_bf16.h"
@@ -23,8 +28,8 @@
 #include <immintrin.h>
 
 #include <cmath>
-#include <cstring>
 #include <limits>
+#include <string>
 #include <vector>
 
 namespace ssast {
@@ -38,8 +43,8 @@ using avx512::tail_mask;
 
 constexpr int64_t kTile = 64;    // key columns per packed B tile (and head-dim tile width)
 constexpr int64_t kBlockM = 64;  // query rows per block
-// Reduction dims over tokens are zero-padded to a multiple of this: brgemm on AMX runs about 3x
-// slower when K / 2 (the number of VNNI row pairs) is odd (measured: K = 514 vs 516).
+// Reduction dims over tokens are zero-padded to a multiple of this (VNNI pairs need K even; and
+// brgemm on AMX runs about 3x slower when K / 2, the number of row pairs, is odd: K = 514 vs 516).
 constexpr int64_t kKAlign = 4;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
@@ -72,8 +77,8 @@ struct Rows {
 };
 
 // The brgemm B operands are VNNI-packed: logical [K, n] bf16 with row pairs interleaved,
-// element (k, c) at [k / 2][c][k % 2] (the layout cpublas::pack writes on AMX; checked once at
-// start-up by attention_cpu_supported()).
+// element (k, c) at [k / 2][c][k % 2] (what oneDNN's bf16 brgemm reads on AMX and on
+// AVX512-BF16 alike; brgemm_self_test() checks it once, at first use).
 
 // Byte offsets of 16 consecutive rows (gathers; rows_ready() keeps 16 strides within int32).
 SSAST_AVX512 inline __m512i row_offsets(const Rows& x) {
@@ -361,28 +366,64 @@ Sizes sizes_of(const at::Tensor& q) {
   return Sizes{N, D, round_up(N, kKAlign), round_up(N, kTile)};
 }
 
-// True when cpublas::pack writes the plain VNNI layout that the kernels write themselves.
-bool vnni_layout_matches() {
-  constexpr int64_t K = 4, W = 16;
-  BFloat16 in[K * W], out[K * W], want[K * W];
-  for (int64_t i = 0; i < K * W; ++i) in[i] = BFloat16(static_cast<float>(i));
-  cpublas::pack(K, W, W, W, at::kBFloat16, at::kBFloat16, in, out);
-  for (int64_t k = 0; k < K; ++k)
-    for (int64_t c = 0; c < W; ++c) want[(k / 2) * W * 2 + c * 2 + k % 2] = in[k * W + c];
-  return std::memcmp(out, want, sizeof(out)) == 0;
+// Small exact values: every product and sum below is an integer well inside float32's range,
+// so a correct brgemm reproduces the float32 reference exactly.
+float probe_value(int64_t i, int64_t salt) { return static_cast<float>((i * 7 + salt * 3) % 9 - 4); }
+
+// The kernel's two brgemm shapes on small operands, packed by the kernel's own VNNI writers,
+// against float32 products: S = A X^T (vnni_transposed: K = D, N padded to kTile) and
+// O = P X (vnni_rows: K = tokens padded to kKAlign, N = a head-dim tile). Any error (no bf16
+// brgemm in this ATen or oneDNN, a layout it does not read, a wrong result) means "not supported".
+SSAST_AVX512 bool brgemm_self_test() {
+  constexpr int64_t M = 5, n = 70, D = 32;
+  const int64_t np = round_up(n, kTile), nk = round_up(n, kKAlign);
+  std::vector<BFloat16> a(M * D), x(n * D), p(M * nk, BFloat16(0.f)), xt(D * np), xr(kTile * nk);
+  for (int64_t i = 0; i < M * D; ++i) a[i] = BFloat16(probe_value(i, 1));
+  for (int64_t i = 0; i < n * D; ++i) x[i] = BFloat16(probe_value(i, 2));
+  for (int64_t r = 0; r < M; ++r)
+    for (int64_t j = 0; j < n; ++j) p[r * nk + j] = BFloat16(probe_value(r * n + j, 3));
+  std::vector<float> s(M * np, -1.f), o(M * kTile, -1.f);
+  try {
+    vnni_transposed(Rows{x.data(), D}, n, np, D, xt.data());
+    gemm_nt(M, np, D, a.data(), D, xt.data(), s.data());
+    vnni_rows(Rows{x.data(), D}, n, nk, D, xr.data());
+    cpublas::brgemm(M, D, nk, nk, D, kTile, false, p.data(), xr.data(), o.data(), true);
+    cpublas::brgemm_release(true);
+  } catch (const std::exception&) {
+    return false;
+  }
+  for (int64_t r = 0; r < M; ++r) {
+    for (int64_t j = 0; j < np; ++j) {
+      float want = 0.f;
+      for (int64_t d = 0; j < n && d < D; ++d) want += float(a[r * D + d]) * float(x[j * D + d]);
+      if (std::abs(s[r * np + j] - want) > 1e-3f) return false;
+    }
+    for (int64_t d = 0; d < D; ++d) {
+      float want = 0.f;
+      for (int64_t j = 0; j < n; ++j) want += float(p[r * nk + j]) * float(x[j * D + d]);
+      if (std::abs(o[r * kTile + d] - want) > 1e-3f) return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace
 
 bool attention_cpu_supported() {
-  static const bool ok = avx512::cpu_has_avx512_bf16() && cpublas::could_pack(at::kBFloat16) &&
-                        vnni_layout_matches();
+  static const bool ok = avx512::cpu_has_avx512_bf16() && brgemm_self_test();
   return ok;
+}
+
+std::string attention_cpu_isa() {
+  if (!attention_cpu_supported()) return "none";
+  // cpublas::could_pack(bf16) holds exactly when oneDNN's effective ISA has AMX (it reports the
+  // path; it is not the gate). ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 turns AMX off.
+  return cpublas::could_pack(at::kBFloat16) ? "amx" : "avx512_bf16";
 }
 
 std::tuple<at::Tensor, at::Tensor> attention_cpu_fwd(const at::Tensor& q_in, const at::Tensor& k_in,
                                                      const at::Tensor& v_in, double scale) {
-  TORCH_CHECK(attention_cpu_supported(), "attention_cpu: this CPU has no AMX-BF16 brgemm");
+  TORCH_CHECK(attention_cpu_supported(), "attention_cpu: needs a CPU with AVX512-BF16 and a working bf16 brgemm");
   check_input(q_in, "q", q_in);
   check_input(k_in, "k", q_in);
   check_input(v_in, "v", q_in);
@@ -414,7 +455,7 @@ namespace {
 void bwd_into(const at::Tensor& dout_in, const at::Tensor& q_in, const at::Tensor& k_in, const at::Tensor& v_in,
               const at::Tensor& out_in, const at::Tensor& lse_in, double scale, at::Tensor& dq, at::Tensor& dk,
               at::Tensor& dv) {
-  TORCH_CHECK(attention_cpu_supported(), "attention_cpu: this CPU has no AMX-BF16 brgemm");
+  TORCH_CHECK(attention_cpu_supported(), "attention_cpu: needs a CPU with AVX512-BF16 and a working bf16 brgemm");
   check_input(q_in, "q", q_in);
   for (auto [t, name] : {std::pair{&k_in, "k"}, {&v_in, "v"}, {&out_in, "out"}, {&dout_in, "dout"}})
     check_input(*t, name, q_in);
@@ -465,7 +506,9 @@ at::Tensor attention_cpu_bwd_packed(const at::Tensor& dout, const at::Tensor& qk
 
 void register_attention(pybind11::module_& m) {
   m.def("attention_cpu_supported", &attention_cpu_supported,
-        "Whether this CPU runs the bf16 brgemm (AMX) attention kernels");
+        "Whether this CPU runs the bf16 attention kernels (AVX512-BF16 and a bf16 brgemm that passes its self-test)");
+  m.def("attention_cpu_isa", &attention_cpu_isa,
+        "The brgemm code path the kernels use here: 'amx', 'avx512_bf16' or 'none'");
   m.def("attention_cpu_fwd", &attention_cpu_fwd, "bf16 CPU attention forward -> (out [B,H,N,D], lse [B,H,N])");
   m.def("attention_cpu_bwd", &attention_cpu_bwd, "bf16 CPU attention backward -> (dq, dk, dv)");
   m.def("attention_cpu_bwd_packed", &attention_cpu_bwd_packed,

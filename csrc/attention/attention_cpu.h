@@ -1,13 +1,19 @@
-// bf16 CPU attention on AMX (oneDNN brgemm through ATen's cpublas); see attention_cpu.cpp.
+// bf16 CPU attention on oneDNN's brgemm through ATen's cpublas (AMX tiles where present, else
+// AVX512-BF16); see attention_cpu.cpp.
 #pragma once
 #include <torch/extension.h>
 
+#include <string>
 #include <tuple>
 
 namespace ssast {
 
-// Whether ATen's bf16 brgemm (AMX) runs on this CPU; the kernels below need it.
+// Whether the kernels below run here: AVX512-BF16, and ATen's bf16 brgemm passes a one-time
+// self-test against float32 products (run at the first call).
 bool attention_cpu_supported();
+
+// The brgemm code path in use: "amx" (AMX-BF16 tiles), "avx512_bf16" (vdpbf16ps), or "none".
+std::string attention_cpu_isa();
 
 // q, k, v: bf16 [B, H, N, D] (D even, <= 256; rows of D contiguous values, any other strides).
 // -> out [B, H, N, D] (memory laid out as [B, N, H, D]), lse [B, H, N] float32 (natural log).

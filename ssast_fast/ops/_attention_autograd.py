@@ -1,4 +1,4 @@
-"""The autograd formula shared by the attention custom ops (Triton and AMX).
+"""The autograd formula shared by the attention custom ops (Triton and the bf16 CPU kernel).
 
 Each forward op maps ``(q, k, v, scale) -> (out, stat)`` (stat: a per-row softmax statistic with
 no gradient) and has a backward op ``(do, q, k, v, out, stat, scale) -> (dq, dk, dv)``.

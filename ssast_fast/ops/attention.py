@@ -14,7 +14,8 @@ One dispatcher, :func:`attention`, chooses among these backends:
     The Triton kernels below (CUDA tensors; CPU tensors when ``TRITON_INTERPRET=1`` was set
     before this module was imported).
 ``"amx"``
-    The C++ kernels for bfloat16 CPU tensors on CPUs with AMX-BF16
+    The C++ kernels for bfloat16 CPU tensors on CPUs with AVX512-BF16 (oneDNN brgemm on AMX tiles
+    where the CPU has them, else on AVX512-BF16; the name is historical)
     (:mod:`ssast_fast.ops.attention_amx`); other dtypes are cast to bf16 under autocast only.
 ``"auto"``
     On CUDA, ``"triton"`` once the kernel passed its self-check for (dtype, D) on the device

@@ -1,17 +1,21 @@
-"""Attention for bfloat16 CPU tensors on AMX: the C++ kernels of ``csrc/attention``.
+"""Attention for bfloat16 CPU tensors: the C++ kernels of ``csrc/attention``.
 
     out = softmax(q @ k^T * scale) @ v        q, k, v, out: [B, H, N, D] bfloat16, CPU
 
-The products run on ATen's oneDNN brgemm (AMX tiles, float32 accumulation); the softmax, its
-backward and the bf16 roundings are AVX-512 loops, one (batch, head) per thread at a time, so
-the N x N scores stay in cache. Numerics follow FlashAttention-2: float32 scores and softmax,
-probabilities and dS rounded to bf16 before their products, backward from the saved
-log-sum-exp. ``out`` comes back as a [B, H, N, D] view of [B, N, H, D] memory, the layout the
-output projection reads, so ``out.transpose(1, 2).reshape(B, N, H * D)`` is free.
+The products run on ATen's oneDNN bf16 brgemm (float32 accumulation): on AMX tiles where the CPU
+has AMX-BF16 (Intel Sapphire Rapids and later), else on AVX512-BF16 dot products (AMD Zen 4/5,
+Intel Cooper Lake); :func:`isa` says which. The softmax, its backward and the bf16 roundings are
+AVX-512 loops, one (batch, head) per thread at a time, so the N x N scores stay in cache.
+Numerics follow FlashAttention-2: float32 scores and softmax, probabilities and dS rounded to
+bf16 before their products, backward from the saved log-sum-exp. ``out`` comes back as a
+[B, H, N, D] view of [B, N, H, D] memory, the layout the output projection reads, so
+``out.transpose(1, 2).reshape(B, N, H * D)`` is free.
 
-Available when the extension is built and the CPU has AMX-BF16 (:func:`available`); the
-forward and backward are torch custom ops (``ssast_fast::attention_amx_fwd`` / ``_bwd``) with
-fake kernels, differentiable, and traceable by ``torch.compile``.
+The backend is called ``"amx"`` for compatibility (it was AMX-only); it runs wherever
+:func:`available` holds: the extension is built, the CPU has AVX512-BF16, and a one-time
+self-test of the brgemm against float32 products (run at first use) passes. The forward and
+backward are torch custom ops (``ssast_fast::attention_amx_fwd`` / ``_bwd``) with fake kernels,
+differentiable, and traceable by ``torch.compile``.
 """
 from __future__ import annotations
 
@@ -20,31 +24,49 @@ import torch
 from ssast_fast import _ext
 from ssast_fast.ops._attention_autograd import register_attention_autograd
 
-__all__ = ["available", "supports", "attention_amx", "attention_amx_packed"]
+__all__ = ["available", "isa", "supports", "attention_amx", "attention_amx_packed"]
 
 MAX_HEAD_DIM = 256
+_probe: dict[str, object] = {}  # the hardware facts, filled at first use
 
 
-# Probed once at import (a hardware fact), so that dispatch stays traceable by torch.compile.
-_CPU_OK: bool = _ext._module is not None and bool(_ext._module.attention_cpu_supported())
+def _cpu() -> dict[str, object]:
+    if not _probe:
+        m = _ext._module
+        ok = m is not None and bool(m.attention_cpu_supported())  # runs the brgemm self-test once
+        _probe.update(ok=ok, isa=str(m.attention_cpu_isa()) if ok else "none")
+    return _probe
+
+
+# Constant for torch.compile: traced code reads the probe's result, never calls into it.
+@torch.compiler.assume_constant_result
+def _cpu_ok() -> bool:
+    return bool(_cpu()["ok"])
+
+
+def isa() -> str:
+    """The kernels' matrix-product path here: "amx" (AMX-BF16 tiles), "avx512_bf16" (vdpbf16ps)
+    or "none". ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16`` (set before torch starts) forces the second
+    on an AMX CPU."""
+    return str(_cpu()["isa"])
 
 
 def available() -> bool:
-    """Whether the AMX kernels can run here (extension built, not forced pure, AMX-BF16 CPU)."""
-    return _CPU_OK and _ext.get() is not None
+    """Whether the kernels can run here (extension built, not forced pure, AVX512-BF16, self-test passed)."""
+    return _ext.get() is not None and _cpu_ok()
 
 
 def supports(q: torch.Tensor) -> bool:
-    """Whether q [B, H, N, D] (as bf16) fits the kernels: CPU, even D <= 256, AMX present."""
+    """Whether q [B, H, N, D] (as bf16) fits the kernels: CPU, even D <= 256, kernels available."""
     D = q.shape[-1]
     return q.device.type == "cpu" and D % 2 == 0 and D <= MAX_HEAD_DIM and available()
 
 
 def _ext_or_raise():
     ext = _ext.get()
-    if ext is None or not _CPU_OK:
-        raise RuntimeError("attention backend 'amx' needs the ssast_fast._C extension and a CPU with "
-                           "AMX-BF16; use backend='sdpa' or 'eager' here")
+    if ext is None or not _cpu_ok():
+        raise RuntimeError("attention backend 'amx' (the bf16 CPU brgemm kernel) needs the ssast_fast._C extension "
+                           "and a CPU with AVX512-BF16 (AMX optional); use backend='sdpa' or 'eager' here")
     return ext
 
 

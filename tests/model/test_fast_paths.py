@@ -1,10 +1,11 @@
-"""mask_mode="fast", shared_mask, and torch.compile of the pretraining step."""
+"""mask_mode="fast", shared_mask, the [2B] encoder call of the two-pass joint step, and
+torch.compile of the pretraining step."""
 import random
 
 import pytest
 import torch
 
-from golden import rel_l2
+from golden import model_manifest, rel_l2
 from model.test_golden_model import npz, pretrain_model
 from ssast_fast import ASTModel
 from ssast_fast.masking import sample_masks
@@ -36,6 +37,42 @@ def test_fast_mode_draws_from_torch_rng_not_python_random():
     b = model.pretrain_joint(x, mask_patch=40)
     assert all(torch.equal(u, v) for u, v in zip(a, b))
     assert all(torch.isfinite(t) for t in a)
+
+
+JOINT_GRAD_TOL = 1e-5  # fp32: the same math in another batch layout, so float32 rounding only
+ZERO_GRAD_ABS = 1e-5  # analytically zero gradients: rounding noise (~2e-7 in the golden runs)
+
+
+@pytest.mark.parametrize("case_id", [c for c, v in model_manifest()["cases"].items() if v["stage"] == "pretrain"])
+def test_joint_backward_equals_two_separate_passes(case_id):
+    """joint_losses runs the mpc and mpg passes as one encoder call on a [2B] batch; the backward
+    of nce + 10 * mse through it gives every parameter gradient and the input gradient of the two
+    separate calls (rel-L2 <= 1e-5 per tensor; an absolute bound where the manifest says the
+    gradient is analytically zero)."""
+    z = npz(case_id)
+    case = model_manifest()["cases"][case_id]
+    zero = set(case["tasks"]["mpc"]["grads"].get("analytically_zero", {}).get("keys", []))
+    model = pretrain_model(case_id, "sdpa")
+    mpc, mpg = (torch.from_numpy(z[f"{t}.mask_index"]) for t in ("mpc", "mpg"))
+
+    def grads(joint: bool):
+        model.zero_grad(set_to_none=True)
+        x = torch.from_numpy(z["x"]).requires_grad_(True)
+        if joint:
+            _, nce, mse = model.joint_losses(x, mpc, mpg)
+        else:
+            nce = model(x, "pretrain_mpc", mask_index=mpc)[1]
+            mse = model(x, "pretrain_mpg", mask_index=mpg)
+        (nce + 10 * mse).backward()
+        return {"x": x.grad, **{n: p.grad for n, p in model.named_parameters() if p.grad is not None}}
+
+    joint, separate = grads(True), grads(False)
+    assert joint.keys() == separate.keys()
+    for k, want in separate.items():
+        if k in zero:
+            assert joint[k].norm().item() <= ZERO_GRAD_ABS and want.norm().item() <= ZERO_GRAD_ABS, k
+        else:
+            assert rel_l2(joint[k], want) <= JOINT_GRAD_TOL, (k, rel_l2(joint[k], want))
 
 
 def test_bad_mask_mode():

@@ -1,7 +1,18 @@
-"""ssast_fast.ops.attention_amx: the bf16 CPU (AMX) attention kernels against a float64 reference,
-their error judged against same-precision eager and SDPA, dispatch, validation, the custom-op
-integration (opcheck, torch.compile) and the model under bf16 autocast."""
+"""ssast_fast.ops.attention_amx: the bf16 CPU attention kernels (oneDNN brgemm on AMX or on
+AVX512-BF16) against a float64 reference, their error judged against same-precision eager and
+SDPA, dispatch, validation, the custom-op integration (opcheck, torch.compile) and the model
+under bf16 autocast.
+
+The tests run the path this CPU takes (``X.isa()``). On an AMX CPU the AVX512-BF16 path is
+forced in a subprocess (``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``) and the kernel tests run again
+there; a CPU without AMX cannot run the AMX path, and the AMX test says so when it skips.
+"""
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +21,17 @@ from ssast_fast import ASTModel, _ext
 from ssast_fast.ops import attention_amx as X
 from ssast_fast.ops.attention import attention, resolve_backend
 
-needs_amx = pytest.mark.skipif(not X.available(), reason="needs the built extension (not forced pure) and a CPU with AMX-BF16")
+needs_kernel = pytest.mark.skipif(not X.available(), reason="needs the built extension (not forced pure), a CPU "
+                                  "with AVX512-BF16 and a bf16 brgemm that passes its self-test")
+FORCED_ISA = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+
+
+def _cpu_has_amx() -> bool:
+    """AMX-BF16 in the CPU flags (Linux's /proc/cpuinfo)."""
+    try:
+        return any(ln.startswith("flags") and "amx_bf16" in ln.split() for ln in open("/proc/cpuinfo"))
+    except OSError:
+        return False
 
 
 def _qkv(B, H, N, D, seed=0, logit_scale=1.0):
@@ -39,7 +60,7 @@ SHAPES = [(2, 3, 514, 64), (1, 2, 37, 32), (2, 1, 130, 128), (3, 2, 65, 64), (1,
           (2, 2, 64, 64), (1, 1, 127, 96)]
 
 
-@needs_amx
+@needs_kernel
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("noncontig", [True, False])
 def test_matches_float64_within_same_precision_error(shape, noncontig):
@@ -53,7 +74,7 @@ def test_matches_float64_within_same_precision_error(shape, noncontig):
         assert e <= 1.5 * min(e1, e2) + 1e-4, f"{name}: amx {e:.3e} vs eager {e1:.3e} / sdpa {e2:.3e}"
 
 
-@needs_amx
+@needs_kernel
 @pytest.mark.parametrize("logit_scale, scale", [(4.0, None), (1.0, 0.5), (1.0, -0.3), (30.0, None)])
 def test_peaked_and_custom_scale_softmax(logit_scale, scale):
     """Near one-hot rows (large logits), an explicit scale and a negative one stay accurate."""
@@ -65,7 +86,7 @@ def test_peaked_and_custom_scale_softmax(logit_scale, scale):
         assert torch.isfinite(torch.tensor(e)) and e <= 1.5 * e2 + 1e-3 * max(1.0, logit_scale), (name, e, e2)
 
 
-@needs_amx
+@needs_kernel
 def test_lse_and_output_layout():
     q, k, v, _ = _qkv(2, 3, 70, 64, seed=3)
     qb, kb, vb = (t.to(torch.bfloat16) for t in (q, k, v))
@@ -76,7 +97,7 @@ def test_lse_and_output_layout():
     assert out.transpose(1, 2).is_contiguous()  # [B, N, H, D] memory: the projection reads it as is
 
 
-@needs_amx
+@needs_kernel
 def test_empty_sequence():
     q = torch.zeros(2, 3, 0, 64, dtype=torch.bfloat16, requires_grad=True)
     out = attention(q, q, q, backend="amx")
@@ -85,7 +106,7 @@ def test_empty_sequence():
     assert q.grad.shape == q.shape
 
 
-@needs_amx
+@needs_kernel
 def test_opcheck_and_compile():
     q, k, v, do = (t.to(torch.bfloat16) for t in _qkv(1, 2, 40, 32, seed=5))
     torch.library.opcheck(torch.ops.ssast_fast.attention_amx_fwd, (q, k, v, 0.2))
@@ -107,7 +128,7 @@ def test_opcheck_and_compile():
         assert torch.equal(a.grad, b.grad)
 
 
-@needs_amx
+@needs_kernel
 def test_auto_dispatch():
     q = torch.randn(1, 2, 10, 64)
     assert resolve_backend(q.to(torch.bfloat16)) == "amx"
@@ -129,11 +150,11 @@ def test_validation():
     with pytest.raises(ValueError, match="head dim"):
         attention(odd, odd, odd, backend="amx")
     if not X.available():
-        with pytest.raises(RuntimeError, match="AMX"):
+        with pytest.raises(RuntimeError, match="AVX512-BF16"):
             attention(q32.bfloat16(), q32.bfloat16(), q32.bfloat16(), backend="amx")
 
 
-@needs_amx
+@needs_kernel
 def test_model_bf16_autocast_amx_as_accurate_as_sdpa():
     """Tiny model, joint losses and every gradient under bf16 autocast, measured against fp32:
     the amx attention's error is within 2x of SDPA's bf16 error (plus a small floor)."""
@@ -165,7 +186,7 @@ def test_model_bf16_autocast_amx_as_accurate_as_sdpa():
         assert e_amx <= 2 * e_sdpa + 0.02, (name, e_amx, e_sdpa)
 
 
-@needs_amx
+@needs_kernel
 def test_no_grad_forward_matches():
     q, k, v, _ = (t.to(torch.bfloat16) for t in _qkv(2, 3, 99, 64, seed=11))
     with torch.no_grad():
@@ -181,7 +202,7 @@ def test_packed_layout_matches_unpacked(backend):
     from ssast_fast.ops.attention import attention_packed
 
     if backend == "amx" and not X.available():  # no kernel here: a clear error, never a silent fallback
-        with pytest.raises(RuntimeError, match="AMX"):
+        with pytest.raises(RuntimeError, match="AVX512-BF16"):
             attention_packed(torch.randn(1, 4, 3, 2, 8).to(torch.bfloat16), backend="amx")
         return
 
@@ -200,7 +221,7 @@ def test_packed_layout_matches_unpacked(backend):
     assert torch.equal(qkv.grad, ref_in.grad)
 
 
-@needs_amx
+@needs_kernel
 def test_packed_ops_opcheck_and_compile():
     from ssast_fast.ops.attention import attention_packed
 
@@ -224,3 +245,66 @@ def test_packed_validation():
         attention_packed(torch.randn(2, 5, 4, 2, 8))
     with pytest.raises(TypeError, match="torch.Tensor"):
         attention_packed([1, 2, 3])
+
+
+# ---- which brgemm path runs, and the other one in a subprocess -------------------------------
+
+
+def _run_here(env: dict, *args: str) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run([sys.executable, *args], cwd=root, env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=900)
+
+
+@needs_kernel
+def test_isa_names_the_path_this_cpu_takes():
+    if FORCED_ISA.startswith("AVX512_CORE_BF16"):
+        assert X.isa() == "avx512_bf16"
+    elif _cpu_has_amx() and not FORCED_ISA:
+        assert X.isa() == "amx"
+    else:
+        assert X.isa() in ("amx", "avx512_bf16")
+
+
+def test_amx_path():
+    """On an AMX CPU (and not forced off) the kernels run on AMX tiles."""
+    if not _cpu_has_amx():
+        pytest.skip("this CPU has no AMX-BF16: the AMX path cannot run here (the AVX512-BF16 path is what the "
+                    "other tests in this file ran)")
+    if FORCED_ISA:
+        pytest.skip(f"ONEDNN_MAX_CPU_ISA={FORCED_ISA} keeps oneDNN off AMX in this process")
+    assert X.available() and X.isa() == "amx"
+
+
+def test_avx512_bf16_path_in_subprocess():
+    """The kernel tests again with oneDNN limited to AVX512-BF16 (no AMX): the path of AMD Zen 4/5
+    and Intel Cooper Lake. Needed only where this process runs on AMX."""
+    if not X.available() or X.isa() != "amx":
+        pytest.skip(f"this process runs the {X.isa()!r} path itself: the tests above covered it")
+    r = _run_here({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                  __file__, "-k", "not subprocess and not amx_path and not model_bf16")
+    summary = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+    assert r.returncode == 0 and "passed" in summary and "skipped" not in summary, r.stdout[-4000:] + r.stderr[-2000:]
+
+
+def test_gate_without_bf16_brgemm_falls_back_in_subprocess():
+    """With oneDNN limited below AVX-512 there is no bf16 brgemm: the self-test fails, the kernels
+    report unavailable, "auto" resolves to SDPA and backend="amx" raises a clear error."""
+    if _ext.get() is None:
+        pytest.skip("needs the built extension (its self-test is what this checks)")
+    code = (
+        "import torch\n"
+        "from ssast_fast.ops import attention_amx as X\n"
+        "from ssast_fast.ops.attention import attention, resolve_backend\n"
+        "q = torch.randn(1, 2, 10, 64, dtype=torch.bfloat16)\n"
+        "assert not X.available() and X.isa() == 'none', (X.available(), X.isa())\n"
+        "assert resolve_backend(q) == 'sdpa'\n"
+        "try:\n"
+        "    attention(q, q, q, backend='amx')\n"
+        "    raise SystemExit('no error')\n"
+        "except RuntimeError as e:\n"
+        "    assert 'AVX512-BF16' in str(e), e\n"
+        "print('ok')\n"
+    )
+    r = _run_here({"ONEDNN_MAX_CPU_ISA": "AVX2"}, "-c", code)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout[-2000:] + r.stderr[-2000:]

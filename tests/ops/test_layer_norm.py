@@ -132,7 +132,12 @@ def test_add_layer_norm_matches_unfused(use, shape):
             continue
         assert a.dtype == e.dtype, name
         scale = e.float().abs().max().clamp_min(1e-6)
-        assert ((a.float() - e.float()).abs().max() / scale).item() < 2e-2 if name == "h" else 1e-5, name
+        err = ((a.float() - e.float()).abs().max() / scale).item()
+        # dh is bf16: both sides round their float32 dx once, so they differ by at most one bf16
+        # ulp (<= 2^-7 of the value, hence of the max); dx, dweight, dbias are float32 up to
+        # summation order.
+        bound = 2 ** -7 if name == "h" else 1e-5
+        assert err <= bound, (name, err, bound)
 
 
 @needs_kernel
@@ -172,7 +177,7 @@ def test_encoder_fused_schedule_as_accurate_as_plain_blocks(monkeypatch):
 
 @needs_kernel
 def test_fused_encoder_compiles_fullgraph_under_autocast():
-    """joint_losses under CPU bf16 autocast (fused norms, and the AMX attention where present)
+    """joint_losses under CPU bf16 autocast (fused norms, and the bf16 CPU attention kernel where present)
     traces as one graph and computes what eager computes."""
     from ssast_fast import ASTModel
     from ssast_fast.masking import sample_masks
