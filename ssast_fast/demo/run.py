@@ -252,9 +252,8 @@ def plot_mask(seed_dir: str, corpus_dir: str, args: Namespace, path: str, seed: 
     wave = load_audio(os.path.join(corpus_dir, entry["wav"]), 16000)
     x = C.build_frontend(args, False)(wave[None], torch.tensor([wave.shape[0]]))
     torch.manual_seed(seed)
-    cluster = args.num_mel_bins != args.fshape  # the pipeline's rule: frame masking for frame patches
-    limit = model.num_patches - 2 if cluster else model.num_patches
-    pred, masked = model(x, "visualize_mask", cluster=cluster, mask_patch=min(args.mask_patch, limit))
+    pred, masked = model(x, "visualize_mask", cluster=model.cluster,
+                         mask_patch=min(args.mask_patch, model.max_mask_patch()))
     C.plot_mask(x[0].T, masked[0, 0], pred[0, 0], path)
 
 

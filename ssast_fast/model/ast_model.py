@@ -22,6 +22,8 @@ FINETUNE_TASKS = ("ft_avgtok", "ft_cls")
 PRETRAIN_TASKS = ("pretrain_mpc", "pretrain_mpg", "visualize_mask")
 TASKS = FINETUNE_TASKS + PRETRAIN_TASKS
 MASK_MODES = ("reference", "fast")
+POOLS = ("avgtok", "cls")
+POOLING = {"ft_avgtok": "avgtok", "ft_cls": "cls"}  # fine-tuning task -> pool of forward_head
 _OPTIONAL_V_KEYS = ("head.weight", "head.bias", "head_dist.weight", "head_dist.bias")  # never used
 
 
@@ -177,10 +179,24 @@ class ASTModel(nn.Module):
                              f"for input_tdim={self.input_tdim}, input_fdim={self.input_fdim}")
         return x.unsqueeze(1).transpose(2, 3)
 
+    # ---- masking rules ------------------------------------------------------------------
+    @property
+    def cluster(self) -> bool:
+        """The training pipeline's masking rule: square-cluster masks, except frame masking
+        (``cluster=False``) when each patch spans all frequency bins (``fshape == input_fdim``)."""
+        return self.fshape != self.input_fdim
+
+    def max_mask_patch(self, cluster: bool | None = None) -> int:
+        """The largest ``mask_patch`` a mask draw accepts: ``num_patches - 2`` for cluster masks
+        (the reference's sampler needs two unmasked patches), ``num_patches`` for frame masks;
+        ``cluster=None`` uses :attr:`cluster`."""
+        cluster = self.cluster if cluster is None else cluster
+        return self.num_patches - 2 if cluster else self.num_patches
+
     def _check_mask_patch(self, mask_patch: int, cluster: bool) -> None:
         if isinstance(mask_patch, bool) or not isinstance(mask_patch, int):
             raise TypeError(f"ASTModel: mask_patch must be an int, got {type(mask_patch).__name__}")
-        limit = self.num_patches - 2 if cluster else self.num_patches
+        limit = self.max_mask_patch(cluster)
         if not 1 <= mask_patch <= limit:
             raise ValueError(f"ASTModel: mask_patch must be in [1, {limit}] for {self.num_patches} patches "
                              f"({'cluster' if cluster else 'frame'} masking), got {mask_patch}")
@@ -222,20 +238,39 @@ class ASTModel(nn.Module):
             raise ValueError(f"ASTModel: task {task!r} needs a fine-tuning model (pretrain_stage=False)")
         if task in PRETRAIN_TASKS and not self.pretrain_stage:
             raise ValueError(f"ASTModel: task {task!r} needs a pretraining model (pretrain_stage=True)")
+        if task in FINETUNE_TASKS:
+            return self.forward_head(self.forward_features(x), POOLING[task])
         img = self._image(x)
-        if task == "ft_avgtok":
-            h = self.v.encode(self.v.patch_embed(img))
-            return self.mlp_head(h[:, self.cls_token_num:].mean(dim=1))
-        if task == "ft_cls":
-            h = self.v.encode(self.v.patch_embed(img))
-            pooled = (h[:, 0] + h[:, 1]) / 2 if self.cls_token_num == 2 else h[:, 0]
-            return self.mlp_head(pooled)
         if task == "visualize_mask":
             return self._visualize(img, mask_patch, cluster, mask_index)
         idx = self._mask_index(img.shape[0], mask_patch, cluster, mask_index, img.device)
         if task == "pretrain_mpg":
             return self._mpg(img, idx)
         return self._mpc(img, idx)[:2]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, input_tdim, input_fdim] -> final-norm encoder outputs [B, cls_token_num + P, C]
+        (cls token(s) first, then the P patch tokens), unmasked; any model stage."""
+        return self.v.encode(self.v.patch_embed(self._image(x)))
+
+    def pool(self, h: torch.Tensor, pool: str = "avgtok") -> torch.Tensor:
+        """Encoder outputs h [B, cls_token_num + P, C] -> one vector per clip [B, C]: "avgtok"
+        averages the patch tokens (ft_avgtok), "cls" the cls token(s) (ft_cls: with two, their mean)."""
+        if pool not in POOLS:
+            raise ValueError(f"ASTModel: unknown pool {pool!r}; expected one of {POOLS}")
+        if pool == "avgtok":
+            return h[:, self.cls_token_num:].mean(dim=1)
+        return (h[:, 0] + h[:, 1]) / 2 if self.cls_token_num == 2 else h[:, 0]
+
+    def forward_head(self, h: torch.Tensor, pool: str = "avgtok", pre_logits: bool = False) -> torch.Tensor:
+        """Encoder outputs h [B, cls_token_num + P, C] -> logits [B, label_dim] through the pooling
+        and ``mlp_head``; ``pre_logits=True`` stops after the pooling ([B, C], any model stage)."""
+        pooled = self.pool(h, pool)
+        if pre_logits:
+            return pooled
+        if self.pretrain_stage:
+            raise ValueError("ASTModel: a pretraining model has no mlp_head; use pre_logits=True")
+        return self.mlp_head(pooled)
 
     def pretrain_joint(self, x: torch.Tensor, mask_patch: int = 400, cluster: bool = True,
                        shared_mask: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

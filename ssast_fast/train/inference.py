@@ -83,8 +83,8 @@ def run_embed(args: Namespace) -> dict:
     for batch in loader:
         x = C.model_input(batch, frontend, info.device, noise=False)
         with C.autocast(args, info.device):
-            h = model.v.encode(model.v.patch_embed(model._image(x))).float()
-        pooled = h[:, ncls:].mean(1) if args.pool == "avgtok" else h[:, :ncls].mean(1)
+            h = model.forward_features(x).float()
+        pooled = model.pool(h, args.pool)
         clip.append(pooled.cpu().numpy())
         if args.per_patch:
             patch.append(h[:, ncls:].cpu().numpy().astype(np.float16 if args.patch_fp16 else np.float32))

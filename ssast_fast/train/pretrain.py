@@ -31,10 +31,6 @@ log = logging.getLogger("ssast_fast.train")
 VAL_MASK_PATCH = 400
 
 
-def mask_limit(model, cluster: bool) -> int:
-    return model.num_patches - 2 if cluster else model.num_patches
-
-
 def warmup_lr(step: int, base_lr: float, warmup_steps: int = 1000) -> float | None:
     """The reference warm-up: the lr to set before ``step`` (None: leave it as it is).
 
@@ -107,8 +103,8 @@ def pretrain(args: Namespace) -> dict:
     model = C.build_pretrain_model(args).to(info.device)
     if init is not None:
         C.load_model_weights(model, init, args.pretrained_mdl_path)
-    cluster = args.num_mel_bins != args.fshape  # reference rule: frame masking when patches span all bins
-    val_mask = min(VAL_MASK_PATCH, mask_limit(model, cluster))
+    cluster = model.cluster  # frame masking when patches span all bins
+    val_mask = min(VAL_MASK_PATCH, model.max_mask_patch())
     optimizer = torch.optim.Adam(model.parameters(), args.lr, weight_decay=5e-7, betas=(0.95, 0.999))
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=args.lr_patience)
 
@@ -247,6 +243,6 @@ def _mask_png(model, ds, frontend, args: Namespace, info, cluster: bool) -> None
     else:
         x = frontend(item["wave"][None].to(info.device), torch.tensor([item["wave"].shape[0]], device=info.device))
     model.eval()
-    mask = min(args.mask_patch, mask_limit(model, cluster))
+    mask = min(args.mask_patch, model.max_mask_patch(cluster))
     pred, masked = model(x, "visualize_mask", cluster=cluster, mask_patch=mask)
     C.plot_mask(x[0].T, masked[0, 0], pred[0, 0], os.path.join(args.exp_dir, "mask_visualization.png"))

@@ -130,6 +130,38 @@ def test_visualize_mask():
     assert int((pred == 99).sum()) == round(acc.item() * 20) * 256
 
 
+@pytest.mark.parametrize("task,pool", [("ft_avgtok", "avgtok"), ("ft_cls", "cls")])
+def test_forward_features_and_head_are_the_task(ckpt, task, pool):
+    ft = ASTModel(label_dim=3, fshape=16, tshape=16, fstride=16, tstride=16, input_fdim=128, input_tdim=256,
+                  model_size="tiny", pretrain_stage=False, load_pretrained_mdl_path=str(ckpt)).eval()
+    x = torch.randn(2, 256, 128)
+    with torch.no_grad():
+        h = ft.forward_features(x)
+        assert h.shape == (2, ft.cls_token_num + ft.num_patches, 192)
+        torch.testing.assert_close(ft.forward_head(h, pool), ft(x, task), rtol=0, atol=0)
+        pooled = ft.forward_head(h, pool, pre_logits=True)
+    want = h[:, 2:].mean(1) if pool == "avgtok" else h[:, :2].mean(1)
+    torch.testing.assert_close(pooled, want)
+    with pytest.raises(ValueError, match="unknown pool"):
+        ft.pool(h, "max")
+    pre = tiny_pretrained()
+    with pytest.raises(ValueError, match="no mlp_head"):
+        pre.forward_head(pre.forward_features(x))
+
+
+@pytest.mark.parametrize("fdim,fshape,cluster,largest", [(128, 16, True, 126), (128, 128, False, 16)])
+def test_mask_rules(fdim, fshape, cluster, largest):
+    model = ASTModel(fshape=fshape, tshape=16, fstride=fshape, tstride=16, input_fdim=fdim, input_tdim=256,
+                     model_size="tiny")
+    assert model.cluster is cluster
+    assert model.max_mask_patch() == largest
+    assert model.max_mask_patch(cluster=False) == model.num_patches
+    random.seed(0)
+    model(torch.randn(1, 256, fdim), "pretrain_mpg", cluster=model.cluster, mask_patch=largest)
+    with pytest.raises(ValueError, match="mask_patch must be in"):
+        model(torch.randn(1, 256, fdim), "pretrain_mpg", cluster=model.cluster, mask_patch=largest + 1)
+
+
 # ---- bad input ------------------------------------------------------------------------------
 def test_bad_forward_inputs():
     model = tiny_pretrained()
