@@ -633,10 +633,9 @@ def model_golden(args, budget: Budget) -> Table:
     Fixtures: --golden DIR / SSAST_GOLDEN, else what tests/golden.py finds."""
     table = Table(["case", "task", "attn", "heads", "rel_err", "acc_flips", "verdict"])
     try:
-        from golden import golden_root, model_manifest, rel_l2
+        from golden import golden_root, model_manifest, npz, rel_l2
 
         root, man = golden_root(), model_manifest()
-        import numpy as np
     except (FileNotFoundError, ImportError, OSError) as e:
         table.rows.append(["-", "-", "-", "-", "-", "-",
                            f"{SKIP} (no golden fixtures: {e}; pass --golden DIR)"])
@@ -652,8 +651,8 @@ def model_golden(args, budget: Budget) -> Table:
     try:
         with pinned():
             for cid, case in cases.items():
-                z = np.load(root / "model" / case["file"])
-                x = torch.from_numpy(z["x"]).to(DEVICE)
+                z = npz(cid)  # the subset redraws the input from its recipe
+                x = torch.from_numpy(z[case["input"]["key"]]).to(DEVICE)
                 for attn, heads in combos:
                     if budget.left() < 10:
                         table.rows.append([cid, "-", attn, heads, "-", "-", BUDGET_SKIP])
