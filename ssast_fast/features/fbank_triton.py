@@ -40,9 +40,9 @@ import math
 import torch
 
 from ssast_fast.features.kaldi import FbankOptions, feature_window, mel_banks
-# Triton is optional: without it the kernels are not defined and supports() is False.
-from ssast_fast.ops._triton_common import (HAS_TRITON, TRITON_INTERPRET, require_triton_runtime,
-                                           tl, triton)
+# Triton is optional: without it the kernels are not defined and supports() is False (the
+# dispatcher, ssast_fast.features.dispatch.resolve_backend, checks Triton and the device).
+from ssast_fast.ops._triton_common import HAS_TRITON, tl, triton
 
 #: FFT sizes the spectrum kernel is compiled (and resource-checked) for.
 FFT_SIZES = (256, 512, 1024, 2048)
@@ -224,10 +224,6 @@ def fbank_triton(waves: torch.Tensor, lengths: torch.Tensor, o: FbankOptions,
     ``noise``: optional scaled dither [B, F_max, window_size]. Rows past each clip's frame
     count are zero.
     """
-    require_triton_runtime(
-        waves, TRITON_INTERPRET,
-        missing="backend 'triton' needs the triton package, which is not installed",
-        not_cuda="backend 'triton' needs a CUDA tensor, got device {device}")
     if not supports(o):
         raise ValueError(f"triton fbank needs a power-of-two FFT size in {FFT_SIZES}, got "
                          f"{o.padded_window_size}")

@@ -38,6 +38,17 @@ def size_spec(model_size: str) -> SizeSpec:
     return MODEL_SIZES[model_size]
 
 
+def model_size_for(dim: int, depth: int, cls_tokens: int, heads: int | None = None) -> str:
+    """The ``MODEL_SIZES`` name with this width, depth, cls-token count (and heads); else ValueError."""
+    for name, spec in MODEL_SIZES.items():
+        if (spec.dim, spec.depth, spec.cls_tokens) == (dim, depth, cls_tokens) and heads in (None, spec.heads):
+            return name
+    sizes = ", ".join(f"{n} ({s.dim} wide, {s.depth} blocks, {s.heads} heads, {s.cls_tokens} cls)"
+                      for n, s in MODEL_SIZES.items())
+    raise ValueError(f"a model {dim} wide with {depth} blocks, {cls_tokens} cls token(s)"
+                     f"{f' and {heads} heads' if heads else ''} is none of ssast_fast's model sizes: {sizes}")
+
+
 def check_attn_backend(backend: str) -> str:
     if backend not in ATTN_BACKENDS:
         raise ValueError(f"attn_backend must be one of {ATTN_BACKENDS}, got {backend!r}")
