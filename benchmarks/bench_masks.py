@@ -4,10 +4,11 @@ B=24, 512 patches (8 x 64 grid), 400 masked: exact C++ (``batch_masks``), the pu
 reference algorithm (per sample, Python's random and set), and the batched ``sample_masks``
 (torch's RNG) on the CPU.
 Issue 16: ``sample_masks`` at B=24 and B=1024 for 512/400/64 and 1212/400/101: the shared core
-on the CPU, and on CUDA the kernel against the tensor-op path (``SSAST_FAST_PURE`` path).
+on the CPU, and on CUDA the kernel against the tensor-op path (``backend="torch"``).
 Run: python -m pytest benchmarks/bench_masks.py --benchmark-only
 
-``gpu_checks()`` and ``gpu_bench(time_ms)`` are the mask entries of benchmarks/gpu_suite.py.
+``gpu_checks()`` and ``gpu_bench(time_ms, device)`` are the mask entries of benchmarks/gpu_suite.py
+(sections ``masks/check`` and ``masks/bench``).
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ import pytest
 import torch
 
 from ssast_fast import _ext
-from ssast_fast.masking import batch_masks, kernel_op, sample_masks
+from ssast_fast.masking import batch_masks, sample_masks
+from ssast_fast.masking.dispatch import resolve_backend
 
 B, N, M, T_DIM = 24, 512, 400, 64
 KERNEL_BATCHES = (24, 1024)
@@ -40,8 +42,7 @@ def test_exact_cpp(benchmark, cluster):
 @pytest.mark.parametrize("cluster", [True, False], ids=["patch", "frame"])
 def test_reference_python(benchmark, cluster):
     random.seed(0)
-    with _ext.pure():
-        out = benchmark(batch_masks, B, N, M, T_DIM, cluster)
+    out = benchmark(batch_masks, B, N, M, T_DIM, cluster, backend="python")
     assert out.shape == (B, M)
 
 
@@ -65,15 +66,11 @@ def _cuda_draw(batch: int, setting: tuple[int, int, int], kernel: bool) -> Calla
     """One synchronised draw on CUDA by the kernel or by the tensor-op path."""
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    if kernel and not kernel_op.cuda_kernel_ready(torch.device("cuda")):
+    if kernel and resolve_backend("cuda") != "cuda":
         pytest.skip("CUDA mask kernel not built (ssast_fast._C_cuda) or failed its self-check")
 
     def draw():
-        if kernel:
-            out = sample_masks(batch, *setting, device="cuda")
-        else:
-            with _ext.pure():
-                out = sample_masks(batch, *setting, device="cuda")
+        out = sample_masks(batch, *setting, device="cuda", backend="cuda" if kernel else "torch")
         torch.cuda.synchronize()
         return out
 
@@ -97,15 +94,18 @@ def gpu_checks(device: str = "cuda") -> list[tuple[str, str]]:
     return module.run_all(device)
 
 
-def gpu_bench(time_ms: Callable[[Callable[[], object]], float]) -> list[list]:
-    """Rows [path, B, setting, ms] on CUDA: the kernel and the tensor-op path, timed by the
-    suite's ``time_ms`` (which synchronises); the kernel's rows are absent when it is not ready."""
+def gpu_bench(time_ms: Callable[[Callable[[], object]], float], device: str = "cuda") -> list[list]:
+    """Rows [path, B, setting, ms] on ``device``: the compiled sampler (the CUDA kernel on CUDA,
+    absent when it is not ready; the C++ core on the CPU) and the tensor-op path, timed by the
+    suite's ``time_ms`` (which synchronises)."""
+    compiled = "cuda" if torch.device(device).type == "cuda" else "cpp"
+    paths = {"tensor ops": "torch"}
+    if resolve_backend(device) == compiled:  # built (and, on CUDA, passed its self-check)
+        paths = {"kernel" if compiled == "cuda" else "C++ core": compiled, **paths}
     rows = []
-    kernel = kernel_op.cuda_kernel_ready(torch.device("cuda"))
     for batch in KERNEL_BATCHES:
         for setting, name in zip(KERNEL_SETTINGS, kernel_ids):
-            if kernel:
-                rows.append(["kernel", batch, name, time_ms(lambda: sample_masks(batch, *setting, device="cuda"))])
-            with _ext.pure():
-                rows.append(["tensor ops", batch, name, time_ms(lambda: sample_masks(batch, *setting, device="cuda"))])
+            for path, backend in paths.items():
+                rows.append([path, batch, name, time_ms(
+                    lambda: sample_masks(batch, *setting, device=device, backend=backend))])
     return rows

@@ -13,7 +13,8 @@ report started in the background); correctness, PASS/FAIL per row, the Triton ke
 one configuration (``pinned_configs``, no autotuning): ``attention/parity``, ``infonce/parity``,
 ``fbank/parity``, ``masks/check``, ``model/joint_parity``, ``model/golden``; speed, each row
 with its target (kernel choices measured afresh, not pinned): ``attention/bench``,
-``model/joint_step``, ``fbank/bench``, ``infonce/bench`` (no target); ``resources`` (the resource
+``model/joint_step``, ``fbank/bench``, ``infonce/bench``, ``masks/bench`` (no target);
+``resources`` (the resource
 report's rows: every selectable Triton config within Hopper's limits); then one final table.
 
 After every section the JSON (``DIR/gpu_suite.json``, and ``--json``) and the log
@@ -552,22 +553,44 @@ def _adjacent_pairs(idx: torch.Tensor, n: int, t_dim: int) -> torch.Tensor:
     return (m[:, :n] & right).sum(1).double()
 
 
-@section("masks/check", "check", gpu_s=10, dry_s=10)
+def _mask_kernel_checks(table: Table) -> None:
+    """The CUDA mask kernel's checks (benchmarks/bench_masks.gpu_checks, i.e.
+    tests/masking/cuda_checks.py: self-check, CPU/GPU equality, graph-safe mode, no host sync,
+    CUDA graph replays, torch.compile with CUDA graphs) as rows."""
+    from ssast_fast import _ext
+
+    if DEVICE != "cuda":
+        table.rows.append(["kernel", "CUDA kernel checks", "no CUDA device (dry run)", "-", NA])
+        return
+    if _ext.get_cuda() is None:
+        table.rows.append(["kernel", "CUDA kernel checks", "ssast_fast._C_cuda not built", "-", SKIP])
+        return
+    try:  # its helpers live with the pytest benchmark, which imports pytest
+        from bench_masks import gpu_checks
+    except ImportError as e:
+        table.rows.append(["kernel", "CUDA kernel checks", f"n/a: {e}", "-", SKIP])
+        return
+    for name, result in gpu_checks(DEVICE):
+        table.rows.append(["kernel", name, result[:160], "ok", PASS if result == "ok" else FAIL])
+
+
+@section("masks/check", "check", gpu_s=20, dry_s=10)
 def masks_check(args, budget: Budget) -> Table:
     """sample_masks on the device: valid rows (shape, range, no repeats), index 0 never masked
     in patch (cluster) mode, and its law against the reference generator on the CPU: per-index
-    frequencies and the clustering (adjacent masked pairs) within 5 sigma."""
+    frequencies and the clustering (adjacent masked pairs) within 5 sigma; then the CUDA mask
+    kernel's own checks (benchmarks/bench_masks.gpu_checks)."""
     from ssast_fast import _ext
     from ssast_fast.masking import batch_masks, sample_masks
 
     table = Table(["mode", "check", "value", "limit", "verdict"])
     n, M, t_dim, R = (128, 40, 16, 400) if args.dry_run else (512, 400, 64, 4000)
     R_ref = R if _ext.available() else min(R, 1000)
+    # the dry run exercises the tensor formulation (the CUDA path without the kernel) on the CPU
+    backend = "torch" if DEVICE == "cpu" else "auto"
     for cluster in (True, False):
         mode = "patch" if cluster else "frame"
-        # the dry run exercises the tensor formulation (the CUDA path) on the CPU
-        with _ext.pure() if DEVICE == "cpu" else contextlib.nullcontext():
-            idx = sample_masks(R, n, M, t_dim, cluster, device=DEVICE)
+        idx = sample_masks(R, n, M, t_dim, cluster, device=DEVICE, backend=backend)
         srt = idx.sort(1).values
         valid = (tuple(idx.shape) == (R, M) and idx.dtype == torch.int64 and int(idx.min()) >= 0
                  and int(idx.max()) < n and bool((srt[:, 1:] > srt[:, :-1]).all()))
@@ -589,8 +612,10 @@ def masks_check(args, budget: Budget) -> Table:
         table.rows.append([mode, "adjacent pairs per row",
                            f"{a_dev.mean().item():.2f} vs {a_ref.mean().item():.2f} ({za:.2f} sigma)",
                            "5 sigma", PASS if za <= 5 else FAIL])
-    table.notes.append(f"{n} patches (t_dim {t_dim}), {M} masked; {R} device rows vs {R_ref} "
-                       f"reference rows ({'C++' if _ext.available() else 'pure-Python'} generator)")
+    _mask_kernel_checks(table)
+    table.notes.append(f"{n} patches (t_dim {t_dim}), {M} masked; {R} device rows (backend "
+                       f"{backend!r}, auto resolved to {_resolved('masks')}) vs {R_ref} reference "
+                       f"rows ({'C++' if _ext.available() else 'pure-Python'} generator)")
     return table
 
 
@@ -991,6 +1016,23 @@ def infonce_bench(args, budget: Budget) -> Table:
                                f"{times[(what, 'batched')] / ms:.2f}x"])
     table.notes.append(f"B={B}, M={M} of P={P} patches, C={C}, D={D}; median of {args.reps} "
                        f"({DEVICE} timer); vs_torch_batched = batched time / this time")
+    return table
+
+
+@section("masks/bench", "bench", gpu_s=10, dry_s=10)
+def masks_bench(args, budget: Budget) -> Table:
+    """sample_masks at B=24 and B=1024 for 512/400/64 and 1212/400/101 (no target): the
+    compiled sampler (the CUDA kernel; the C++ core in the dry run) against the tensor-op path
+    (benchmarks/bench_masks.gpu_bench)."""
+    table = Table(["path", "B", "setting", "ms"])
+    try:  # its helpers live with the pytest benchmark, which imports pytest
+        from bench_masks import gpu_bench
+    except ImportError as e:
+        table.rows.append(["-", "-", "-", f"n/a: {e}"])
+        return table
+    reps = 2 if args.dry_run else args.reps
+    table.rows.extend(gpu_bench(lambda fn: time_ms(fn, warmup=1, reps=reps), DEVICE))
+    table.notes.append(f"median of {reps} ({DEVICE} timer); auto resolved to {_resolved('masks')}")
     return table
 
 

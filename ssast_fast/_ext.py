@@ -22,7 +22,7 @@ _forced_pure = os.environ.get("SSAST_FAST_PURE", "0") == "1"
 
 if not _forced_pure:
     try:
-        from ssast_fast import _C as _module  # type: ignore[attr-defined, no-redef]
+        _module = importlib.import_module("ssast_fast._C")
     except ImportError as exc:  # not built, or built against another torch
         _load_error = str(exc)
         warnings.warn(

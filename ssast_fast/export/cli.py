@@ -124,12 +124,12 @@ def _check(args, model, task: str) -> float:
 
 def run_export(args: argparse.Namespace) -> int:
     from ssast_fast.export import to_onnx, to_transformers
-    from ssast_fast.export.rebuild import finetuned_from_state_dict
+    from ssast_fast.model.ast_model import ASTModel
 
     sd, stored = _load_checkpoint(args.checkpoint)
     s, where = resolve_settings(args, stored)
-    model = finetuned_from_state_dict(sd, fstride=s["fstride"], tstride=s["tstride"], num_mel_bins=s["num_mel_bins"],
-                                      target_length=s["target_length"], attn_backend="sdpa")
+    model = ASTModel.from_state_dict(sd, fstride=s["fstride"], tstride=s["tstride"], num_mel_bins=s["num_mel_bins"],
+                                     target_length=s["target_length"], attn_backend="sdpa")
     labels = _labels(s)
     common = dict(dataset_mean=s["dataset_mean"], dataset_std=s["dataset_std"], labels=labels, loss=s["loss"],
                   sample_rate=s["sample_rate"])

@@ -1,4 +1,5 @@
-"""``from_transformers``: a local transformers AST folder -> a fine-tuning ``ASTModel``.
+"""Reading a local transformers AST folder in our terms (:func:`read_transformers_folder`); the model is
+built from it by ``ASTModel.from_transformers`` (``ssast_fast.export.from_transformers``).
 
 Reads ``config.json`` and the weights (``model.safetensors``, sharded safetensors, or
 ``pytorch_model.bin`` loaded with ``weights_only=True``) directly: transformers itself is not
@@ -16,8 +17,6 @@ from dataclasses import dataclass
 import torch
 
 from ssast_fast.export.hf_keys import from_transformers_keys
-from ssast_fast.export.rebuild import finetuned_from_state_dict
-from ssast_fast.model.ast_model import ASTModel
 
 _MODEL_TYPES = ("audio-spectrogram-transformer", "ssast")
 
@@ -98,30 +97,3 @@ def read_transformers_folder(path: str | os.PathLike) -> TransformersFolder:
     mean, std = fe.get("mean"), fe.get("std")
     return TransformersFolder(cfg, sd, "ft_avgtok" if pooling == "mean" else "ft_cls", labels,
                               None if mean is None else float(mean), None if std is None else float(std))
-
-
-def from_transformers(path: str | os.PathLike, *, attn_backend: str = "auto") -> ASTModel:
-    """A transformers AST folder (plain or ssast_fast's custom kind) -> fine-tuning ``ASTModel``.
-
-    The folder's pooling tells the task to run it with: ``read_transformers_folder(path).task``
-    ("ft_cls" for plain AST folders).
-    """
-    folder = read_transformers_folder(path)
-    cfg = folder.config
-    p = cfg.get("patch_size", 16)
-    patch = (int(p), int(p)) if isinstance(p, int) else (int(p[0]), int(p[1]))
-    if patch != tuple(folder.state_dict["v.patch_embed.proj.weight"].shape[-2:]):
-        raise ValueError(f"from_transformers: patch_size {p} does not match the patch projection's kernel")
-    try:
-        model = finetuned_from_state_dict(
-            folder.state_dict, fstride=int(cfg.get("frequency_stride", 10)), tstride=int(cfg.get("time_stride", 10)),
-            num_mel_bins=int(cfg.get("num_mel_bins", 128)), target_length=int(cfg.get("max_length", 1024)),
-            heads=int(cfg["num_attention_heads"]), attn_backend=attn_backend)
-    except ValueError as exc:
-        raise ValueError(f"from_transformers: {exc}") from exc
-    eps = float(cfg.get("layer_norm_eps", 1e-12))
-    for m in model.v.modules():
-        if isinstance(m, torch.nn.LayerNorm):
-            m.eps = eps
-    model.mlp_head[0].eps = float(cfg.get("classifier_layer_norm_eps", eps))
-    return model

@@ -1,47 +1,52 @@
-"""Public fbank entry points: input checks, backend choice, batching.
+"""Public fbank entry points: input checks, backend choice (:func:`resolve_backend`), batching.
 
 Backends (``backend=``):
 
 * ``"torch"``: :func:`ssast_fast.features.kaldi.fbank_torch`, any device, float32 or float64.
 * ``"cpp"``: the C++ kernel of ``ssast_fast._C`` (CPU tensors, float32 or float64).
-* ``"triton"``: the fused Triton kernel (CUDA tensors, or CPU under ``TRITON_INTERPRET=1``);
-  float32 in and out (float64 transform inside), power-of-two FFT sizes >= 256.
+* ``"triton"``: the fused Triton kernels of :mod:`ssast_fast.features.fbank_triton` (CUDA
+  tensors, or CPU tensors under Triton's interpreter); float32 in and out (float64 transform
+  inside), power-of-two FFT sizes from 256 to 2048.
 * ``"auto"``: on CUDA, triton for tensors below float64 and settings the kernel supports, once
   it passed its self-check for these settings on the device (:func:`fbank_mismatch` against the
   float64 torch path; :mod:`ssast_fast.ops.dispatch`), torch otherwise; on the CPU, cpp when the
-  extension is built, torch otherwise.
+  extension is built, torch otherwise. Every decision is recorded in
+  :func:`ssast_fast.ops.dispatch.record`.
 """
 from __future__ import annotations
 
 import functools
 import math
-import os
 import zlib
 from typing import Optional, Sequence
 
 import torch
 
 from ssast_fast import _ext
-from ssast_fast.ops import dispatch as kernels
+from ssast_fast.features import fbank_triton
 from ssast_fast.features.kaldi import (FbankOptions, dither_noise, fbank_torch, feature_window,
                                        mel_banks)
+from ssast_fast.ops import dispatch
+from ssast_fast.ops._triton_common import HAS_TRITON, TRITON_INTERPRET
+
+__all__ = ["BACKENDS", "fbank", "fbank_batch", "fbank_mismatch", "resolve_backend"]
 
 BACKENDS = ("auto", "torch", "cpp", "triton")
 
 
-def _triton_module():
-    """The Triton backend module, or None when triton cannot be imported."""
-    try:
-        from ssast_fast.features import fbank_triton
-    except ImportError:
-        return None
-    return fbank_triton
+def resolve_backend(waves: torch.Tensor, backend: str = "auto",
+                    options: Optional[FbankOptions] = None) -> str:
+    """The concrete backend ("torch" | "cpp" | "triton") that :func:`fbank_batch` uses for
+    ``waves`` (its device; float64 input computes in float64, anything else in float32) with
+    ``options`` (default: torchaudio's defaults). ``auto``: see the module docstring.
 
-
-def _resolve_backend(backend: str, o: FbankOptions, device: torch.device, dtype: torch.dtype
-                     ) -> str:
+    Raises ValueError / RuntimeError when an explicit backend cannot run this input here.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    o = FbankOptions() if options is None else options
+    device = waves.device
+    dtype = torch.float64 if waves.dtype == torch.float64 else torch.float32
     if backend == "auto":
         return _auto_backend(o, device, dtype)
     if backend == "cpp":
@@ -52,15 +57,14 @@ def _resolve_backend(backend: str, o: FbankOptions, device: torch.device, dtype:
     if backend == "triton":
         if dtype == torch.float64:
             raise ValueError("backend 'triton' computes in float32; use 'torch' for float64")
-        if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        if device.type != "cuda" and not TRITON_INTERPRET:
             raise ValueError(f"backend 'triton' needs a CUDA tensor, got device {device}")
-        if _triton_module() is None:
+        if not HAS_TRITON:
             raise RuntimeError("backend 'triton' needs the triton package; install it with "
                                "`pip install 'ssast-fast[triton]'`")
-        if not _triton_module().supports(o):
+        if not fbank_triton.supports(o):
             raise ValueError(f"backend 'triton' needs a power-of-two FFT size in "
-                             f"{_triton_module().FFT_SIZES}, got {o.padded_window_size}; "
-                             "use 'torch'")
+                             f"{fbank_triton.FFT_SIZES}, got {o.padded_window_size}; use 'torch'")
     return backend
 
 
@@ -73,20 +77,19 @@ def _settings_key(o: FbankOptions) -> str:
 def _auto_backend(o: FbankOptions, device: torch.device, dtype: torch.dtype) -> str:
     """``auto``: the self-checked Triton kernel on CUDA where it applies, else torch; on the CPU
     the C++ kernel when built, else torch."""
-    if not kernels.kernel_device(device):
+    if not dispatch.kernel_device(device):
         which = "cpp" if device.type == "cpu" and _ext.available() else "torch"
-        kernels.note("fbank", f"{device.type}", which, "the C++ kernel (extension built)"
-                     if which == "cpp" else "the extension is not built (or SSAST_FAST_PURE=1)")
+        dispatch.note("fbank", f"{device.type}", which, "the C++ kernel (extension built)"
+                      if which == "cpp" else "the extension is not built (or SSAST_FAST_PURE=1)")
         return which
-    tri = _triton_module()
-    runs = (device.type == "cuda") != (os.environ.get("TRITON_INTERPRET") == "1")
-    if dtype == torch.float64 or tri is None or not runs or not tri.supports(o):
-        kernels.note("fbank", f"{device.type}, {dtype}, {_settings_key(o)}", "torch",
-                     "float64 input, or the Triton kernel cannot run these settings here")
+    runs = (device.type == "cuda") != TRITON_INTERPRET
+    if dtype == torch.float64 or not runs or not fbank_triton.supports(o):
+        dispatch.note("fbank", f"{device.type}, {dtype}, {_settings_key(o)}", "torch",
+                      "float64 input, or the Triton kernel cannot run these settings here")
         return "torch"
-    return kernels.resolve("fbank", device, kernel="triton", fallback="torch",
-                           kernel_name="Triton fbank kernel", check_key=_settings_key(o),
-                           check=lambda: _self_check(o, device))
+    return dispatch.resolve("fbank", device, kernel="triton", fallback="torch",
+                            kernel_name="Triton fbank kernel", check_key=_settings_key(o),
+                            check=lambda: _self_check(o, device))
 
 
 def fbank_mismatch(out: torch.Tensor, ref64: torch.Tensor, ref32: torch.Tensor) -> Optional[str]:
@@ -141,7 +144,7 @@ def _run(backend: str, o: FbankOptions, waves: torch.Tensor, lengths: torch.Tens
         out, _ = _plan(o).forward(waves, lengths, noise)
         return out
     if backend == "triton":
-        return _triton_module().fbank_triton(waves, lengths, o, noise)
+        return fbank_triton.fbank_triton(waves, lengths, o, noise)
     frames = [o.num_frames(int(n)) for n in lengths.tolist()]
     out = waves.new_zeros((len(frames), max(frames), o.num_bins))
     for b, (n, f) in enumerate(zip(lengths.tolist(), frames)):
@@ -219,7 +222,7 @@ def fbank_batch(waveforms: torch.Tensor | Sequence[torch.Tensor],
     waves, lengths = _as_batch(waveforms, lengths)
     dtype = _compute_dtype(waves, "waveforms")
     waves = waves.to(dtype)
-    backend = _resolve_backend(backend, o, waves.device, dtype)
+    backend = resolve_backend(waves, backend, o)
     for b, n in enumerate(lengths.tolist()):
         try:
             o.check_length(n)

@@ -38,10 +38,11 @@ import functools
 import math
 
 import torch
-import triton
-import triton.language as tl
 
 from ssast_fast.features.kaldi import FbankOptions, feature_window, mel_banks
+# Triton is optional: without it the kernels are not defined and supports() is False (the
+# dispatcher, ssast_fast.features.dispatch.resolve_backend, checks Triton and the device).
+from ssast_fast.ops._triton_common import HAS_TRITON, tl, triton
 
 #: FFT sizes the spectrum kernel is compiled (and resource-checked) for.
 FFT_SIZES = (256, 512, 1024, 2048)
@@ -60,9 +61,10 @@ _MEL_INTS = ["rows", "f_max", "M", "NH", "M_PAD", "cols", "mel_col0", "use_log"]
 
 
 def supports(o: FbankOptions) -> bool:
-    """Whether the Triton kernels take these options: their FFT size is one the kernels are
-    compiled and resource-checked for (:data:`FFT_SIZES`)."""
-    return o.padded_window_size in FFT_SIZES
+    """Whether the Triton kernels take these options: Triton is importable and their FFT size is
+    one the kernels are compiled and resource-checked for (:data:`FFT_SIZES`). (The device and
+    Triton's interpreter are the dispatcher's concern.)"""
+    return HAS_TRITON and o.padded_window_size in FFT_SIZES
 
 
 def fft_split(n: int) -> tuple[int, int]:
@@ -78,115 +80,113 @@ def spectrum_geometry(n: int) -> dict[str, int]:
     return dict(N1=n1, N2=n2, K2=max(n2 // 2, 16), BF=max(1, FRAME_SAMPLES // n), KC=16)
 
 
-@triton.jit
-def _samples(row_ptr, noise_row_ptr, n, start, j, live, has_noise):
-    """Frame samples at in-frame offsets ``j`` (mirrored at the clip ends), float64."""
-    i = start[:, None, None] + j
-    i = tl.where(i < 0, -1 - i, i)
-    i = tl.where(i >= n, 2 * n - 1 - i, i)
-    i = tl.minimum(tl.maximum(i, 0), n - 1)
-    x = tl.load(row_ptr + i, mask=live, other=0.0).to(tl.float64)
-    x += tl.load(noise_row_ptr + j, mask=live & has_noise, other=0.0).to(tl.float64)
-    return x
+if HAS_TRITON:
+    @triton.jit
+    def _samples(row_ptr, noise_row_ptr, n, start, j, live, has_noise):
+        """Frame samples at in-frame offsets ``j`` (mirrored at the clip ends), float64."""
+        i = start[:, None, None] + j
+        i = tl.where(i < 0, -1 - i, i)
+        i = tl.where(i >= n, 2 * n - 1 - i, i)
+        i = tl.minimum(tl.maximum(i, 0), n - 1)
+        x = tl.load(row_ptr + i, mask=live, other=0.0).to(tl.float64)
+        x += tl.load(noise_row_ptr + j, mask=live & has_noise, other=0.0).to(tl.float64)
+        return x
 
+    @triton.jit
+    def _log_floor(x):
+        """``log(max(x, eps))`` with the float32 floor value exactly where ``x <= eps``."""
+        return tl.where(x > 1.1920928955078125e-07, tl.log(tl.maximum(x, 1.1920928955078125e-07)),
+                        -15.942384719848633)
 
-@triton.jit
-def _log_floor(x):
-    """``log(max(x, eps))`` with the float32 floor value exactly where ``x <= eps``."""
-    return tl.where(x > 1.1920928955078125e-07, tl.log(tl.maximum(x, 1.1920928955078125e-07)),
-                    -15.942384719848633)
+    @triton.jit(do_not_specialize=_SPECTRUM_INTS)
+    def spectrum_kernel(wave_ptr, len_ptr, nframes_ptr, noise_ptr, win_ptr, c1_ptr, s1_ptr, twr_ptr,
+                        twi_ptr, c2_ptr, s2_ptr, preemph_ptr, power_ptr, out_ptr, wave_stride, f_max,
+                        noise_frames, W, SHIFT, OFFSET, remove_dc, raw_energy, use_power,
+                        energy_col, cols, log_energy_floor,
+                        N1: tl.constexpr, N2: tl.constexpr, K2: tl.constexpr, BF: tl.constexpr,
+                        KC: tl.constexpr):
+        """Grid (B * cdiv(f_max, BF),), the frame blocks of one clip adjacent.
 
+        power: [B, f_max, N1 * K2] float32, |X|^2 (|X| unless use_power) in [k1, k2] order.
+        out: [B, f_max, cols] float32; column ``energy_col`` (if >= 0) gets the log energy, floored
+        at ``log_energy_floor``, zero past each clip's frames. Flags are 0/1 ints.
+        """
+        N: tl.constexpr = N1 * N2
+        n_blocks = tl.cdiv(f_max, BF)
+        pid = tl.program_id(0)
+        clip = (pid // n_blocks).to(tl.int64)
+        n = tl.load(len_ptr + clip)
+        nf = tl.load(nframes_ptr + clip)
+        f = (pid % n_blocks) * BF + tl.arange(0, BF)
+        valid = f < nf
+        i1 = tl.arange(0, N1)
+        i2 = tl.arange(0, N2)
+        j = i2[None, :, None] + N2 * i1[None, None, :]  # [1, N2, N1]: sample n = N2*n1 + n2
+        live = valid[:, None, None] & (j < W)
+        start = f * SHIFT - OFFSET
+        row = wave_ptr + clip * wave_stride
+        noise_row = noise_ptr + (clip * noise_frames + f[:, None, None]) * W
+        has_noise = noise_frames > 0
+        x = _samples(row, noise_row, n, start, j, live, has_noise)
+        xp = _samples(row, noise_row, n, start, tl.maximum(j - 1, 0), live, has_noise)
+        mean = tl.sum(tl.sum(x, 2), 1) / W * remove_dc
+        x = tl.where(live, x - mean[:, None, None], 0.0)
+        xp = tl.where(live, xp - mean[:, None, None], 0.0)
+        y = (x - tl.load(preemph_ptr) * xp) * tl.load(win_ptr + j, mask=j < W, other=0.0)
+        energy = tl.where(raw_energy != 0, tl.sum(tl.sum(x * x, 2), 1), tl.sum(tl.sum(y * y, 2), 1))
+        # Stage 1: DFT of length N1 over n1 (real input).
+        k1 = tl.arange(0, N1)
+        a = tl.reshape(y, (BF * N2, N1))
+        c1 = tl.load(c1_ptr + i1[:, None] * N1 + k1[None, :])
+        s1 = tl.load(s1_ptr + i1[:, None] * N1 + k1[None, :])
+        yr = tl.reshape(tl.dot(a, c1, input_precision="ieee"), (BF, N2, N1))
+        yi = tl.reshape(tl.dot(a, s1, input_precision="ieee"), (BF, N2, N1))
+        # Twiddles W_N^(n2 k1), then stage 2: DFT of length N2 over n2, columns k2 < K2 only.
+        twr = tl.load(twr_ptr + i2[:, None] * N1 + k1[None, :])[None, :, :]
+        twi = tl.load(twi_ptr + i2[:, None] * N1 + k1[None, :])[None, :, :]
+        zr = tl.reshape(tl.permute(yr * twr - yi * twi, (0, 2, 1)), (BF * N1, N2))
+        zi = tl.reshape(tl.permute(yr * twi + yi * twr, (0, 2, 1)), (BF * N1, N2))
+        r = tl.arange(0, BF * N1)  # row r of zr, zi: frame r // N1, k1 = r % N1
+        frame = (pid % n_blocks) * BF + r // N1
+        dst = power_ptr + ((clip * f_max + frame) * (N1 * K2) + (r % N1) * K2)[:, None]
+        for c in range(0, K2, KC):  # KC columns at a time: the twiddle operands stay small
+            k2 = c + tl.arange(0, KC)
+            c2 = tl.load(c2_ptr + i2[:, None] * K2 + k2[None, :])
+            s2 = tl.load(s2_ptr + i2[:, None] * K2 + k2[None, :])
+            xr = tl.dot(zr, c2, input_precision="ieee") - tl.dot(zi, s2, input_precision="ieee")
+            xi = tl.dot(zr, s2, input_precision="ieee") + tl.dot(zi, c2, input_precision="ieee")
+            power = xr * xr + xi * xi  # [BF*N1, KC]
+            power = tl.where(use_power != 0, power, tl.sqrt(power))
+            tl.store(dst + k2[None, :], power.to(tl.float32), mask=(frame < f_max)[:, None])
+        e = tl.maximum(_log_floor(energy.to(tl.float32)), log_energy_floor)
+        tl.store(out_ptr + (clip * f_max + f) * cols + energy_col, tl.where(valid, e, 0.0),
+                 mask=(f < f_max) & (energy_col >= 0))
 
-@triton.jit(do_not_specialize=_SPECTRUM_INTS)
-def spectrum_kernel(wave_ptr, len_ptr, nframes_ptr, noise_ptr, win_ptr, c1_ptr, s1_ptr, twr_ptr,
-                    twi_ptr, c2_ptr, s2_ptr, preemph_ptr, power_ptr, out_ptr, wave_stride, f_max,
-                    noise_frames, W, SHIFT, OFFSET, remove_dc, raw_energy, use_power,
-                    energy_col, cols, log_energy_floor,
-                    N1: tl.constexpr, N2: tl.constexpr, K2: tl.constexpr, BF: tl.constexpr,
-                    KC: tl.constexpr):
-    """Grid (B * cdiv(f_max, BF),), the frame blocks of one clip adjacent.
+    @triton.jit(do_not_specialize=_MEL_INTS)
+    def mel_log_kernel(power_ptr, mel_ptr, nframes_ptr, out_ptr, rows, f_max, M, NH, M_PAD, cols,
+                       mel_col0, use_log,
+                       BLOCK_F: tl.constexpr, BLOCK_MEL: tl.constexpr, BLOCK_K: tl.constexpr):
+        """Grid (cdiv(rows, BLOCK_F), cdiv(M, BLOCK_MEL)); rows = B * f_max.
 
-    power: [B, f_max, N1 * K2] float32, |X|^2 (|X| unless use_power) in [k1, k2] order.
-    out: [B, f_max, cols] float32; column ``energy_col`` (if >= 0) gets the log energy, floored
-    at ``log_energy_floor``, zero past each clip's frames. Flags are 0/1 ints.
-    """
-    N: tl.constexpr = N1 * N2
-    n_blocks = tl.cdiv(f_max, BF)
-    pid = tl.program_id(0)
-    clip = (pid // n_blocks).to(tl.int64)
-    n = tl.load(len_ptr + clip)
-    nf = tl.load(nframes_ptr + clip)
-    f = (pid % n_blocks) * BF + tl.arange(0, BF)
-    valid = f < nf
-    i1 = tl.arange(0, N1)
-    i2 = tl.arange(0, N2)
-    j = i2[None, :, None] + N2 * i1[None, None, :]  # [1, N2, N1]: sample n = N2*n1 + n2
-    live = valid[:, None, None] & (j < W)
-    start = f * SHIFT - OFFSET
-    row = wave_ptr + clip * wave_stride
-    noise_row = noise_ptr + (clip * noise_frames + f[:, None, None]) * W
-    has_noise = noise_frames > 0
-    x = _samples(row, noise_row, n, start, j, live, has_noise)
-    xp = _samples(row, noise_row, n, start, tl.maximum(j - 1, 0), live, has_noise)
-    mean = tl.sum(tl.sum(x, 2), 1) / W * remove_dc
-    x = tl.where(live, x - mean[:, None, None], 0.0)
-    xp = tl.where(live, xp - mean[:, None, None], 0.0)
-    y = (x - tl.load(preemph_ptr) * xp) * tl.load(win_ptr + j, mask=j < W, other=0.0)
-    energy = tl.where(raw_energy != 0, tl.sum(tl.sum(x * x, 2), 1), tl.sum(tl.sum(y * y, 2), 1))
-    # Stage 1: DFT of length N1 over n1 (real input).
-    k1 = tl.arange(0, N1)
-    a = tl.reshape(y, (BF * N2, N1))
-    c1 = tl.load(c1_ptr + i1[:, None] * N1 + k1[None, :])
-    s1 = tl.load(s1_ptr + i1[:, None] * N1 + k1[None, :])
-    yr = tl.reshape(tl.dot(a, c1, input_precision="ieee"), (BF, N2, N1))
-    yi = tl.reshape(tl.dot(a, s1, input_precision="ieee"), (BF, N2, N1))
-    # Twiddles W_N^(n2 k1), then stage 2: DFT of length N2 over n2, columns k2 < K2 only.
-    twr = tl.load(twr_ptr + i2[:, None] * N1 + k1[None, :])[None, :, :]
-    twi = tl.load(twi_ptr + i2[:, None] * N1 + k1[None, :])[None, :, :]
-    zr = tl.reshape(tl.permute(yr * twr - yi * twi, (0, 2, 1)), (BF * N1, N2))
-    zi = tl.reshape(tl.permute(yr * twi + yi * twr, (0, 2, 1)), (BF * N1, N2))
-    r = tl.arange(0, BF * N1)  # row r of zr, zi: frame r // N1, k1 = r % N1
-    frame = (pid % n_blocks) * BF + r // N1
-    dst = power_ptr + ((clip * f_max + frame) * (N1 * K2) + (r % N1) * K2)[:, None]
-    for c in range(0, K2, KC):  # KC columns at a time: the twiddle operands stay small
-        k2 = c + tl.arange(0, KC)
-        c2 = tl.load(c2_ptr + i2[:, None] * K2 + k2[None, :])
-        s2 = tl.load(s2_ptr + i2[:, None] * K2 + k2[None, :])
-        xr = tl.dot(zr, c2, input_precision="ieee") - tl.dot(zi, s2, input_precision="ieee")
-        xi = tl.dot(zr, s2, input_precision="ieee") + tl.dot(zi, c2, input_precision="ieee")
-        power = xr * xr + xi * xi  # [BF*N1, KC]
-        power = tl.where(use_power != 0, power, tl.sqrt(power))
-        tl.store(dst + k2[None, :], power.to(tl.float32), mask=(frame < f_max)[:, None])
-    e = tl.maximum(_log_floor(energy.to(tl.float32)), log_energy_floor)
-    tl.store(out_ptr + (clip * f_max + f) * cols + energy_col, tl.where(valid, e, 0.0),
-             mask=(f < f_max) & (energy_col >= 0))
-
-
-@triton.jit(do_not_specialize=_MEL_INTS)
-def mel_log_kernel(power_ptr, mel_ptr, nframes_ptr, out_ptr, rows, f_max, M, NH, M_PAD, cols,
-                   mel_col0, use_log,
-                   BLOCK_F: tl.constexpr, BLOCK_MEL: tl.constexpr, BLOCK_K: tl.constexpr):
-    """Grid (cdiv(rows, BLOCK_F), cdiv(M, BLOCK_MEL)); rows = B * f_max.
-
-    out[b, f, mel_col0 + m] = log(max(sum_k power[b, f, k] mel[k, m], eps)) (the linear sum
-    unless use_log) for f < nframes[b], 0 for the other rows. mel: [NH, M_PAD] float32, zero
-    past M; NH a multiple of BLOCK_K.
-    """
-    r = tl.program_id(0).to(tl.int64) * BLOCK_F + tl.arange(0, BLOCK_F)
-    m = tl.program_id(1) * BLOCK_MEL + tl.arange(0, BLOCK_MEL)
-    k = tl.arange(0, BLOCK_K)
-    row_ok = r < rows
-    acc = tl.zeros([BLOCK_F, BLOCK_MEL], dtype=tl.float32)
-    for k0 in range(0, NH, BLOCK_K):
-        p = tl.load(power_ptr + r[:, None] * NH + (k0 + k)[None, :], mask=row_ok[:, None],
-                    other=0.0)
-        w = tl.load(mel_ptr + (k0 + k)[:, None] * M_PAD + m[None, :])
-        acc = tl.dot(p, w, acc, input_precision="ieee")
-    acc = tl.where(use_log != 0, _log_floor(acc), acc)
-    nf = tl.load(nframes_ptr + r // f_max, mask=row_ok, other=0)
-    acc = tl.where(((r % f_max) < nf)[:, None], acc, 0.0)
-    tl.store(out_ptr + r[:, None] * cols + mel_col0 + m[None, :], acc,
-             mask=row_ok[:, None] & (m < M)[None, :])
+        out[b, f, mel_col0 + m] = log(max(sum_k power[b, f, k] mel[k, m], eps)) (the linear sum
+        unless use_log) for f < nframes[b], 0 for the other rows. mel: [NH, M_PAD] float32, zero
+        past M; NH a multiple of BLOCK_K.
+        """
+        r = tl.program_id(0).to(tl.int64) * BLOCK_F + tl.arange(0, BLOCK_F)
+        m = tl.program_id(1) * BLOCK_MEL + tl.arange(0, BLOCK_MEL)
+        k = tl.arange(0, BLOCK_K)
+        row_ok = r < rows
+        acc = tl.zeros([BLOCK_F, BLOCK_MEL], dtype=tl.float32)
+        for k0 in range(0, NH, BLOCK_K):
+            p = tl.load(power_ptr + r[:, None] * NH + (k0 + k)[None, :], mask=row_ok[:, None],
+                        other=0.0)
+            w = tl.load(mel_ptr + (k0 + k)[:, None] * M_PAD + m[None, :])
+            acc = tl.dot(p, w, acc, input_precision="ieee")
+        acc = tl.where(use_log != 0, _log_floor(acc), acc)
+        nf = tl.load(nframes_ptr + r // f_max, mask=row_ok, other=0)
+        acc = tl.where(((r % f_max) < nf)[:, None], acc, 0.0)
+        tl.store(out_ptr + r[:, None] * cols + mel_col0 + m[None, :], acc,
+                 mask=row_ok[:, None] & (m < M)[None, :])
 
 
 @functools.lru_cache(maxsize=16)

@@ -3,14 +3,16 @@
 ``sample_masks`` draws a whole batch from torch's RNG; it does not reproduce the reference's
 indices (that is ``exact.batch_masks``), only their law. Paths (docs/masks.md):
 
-- The op ``ssast_fast::masks`` (``kernel_op.py``): the reference algorithm itself (same squares,
-  stop rule and CPython set order, ``random.sample``'s algorithm for frames) from one shared
-  source, ``csrc/masking/mask_core.h``, one xoshiro stream per sample: in C++ on the CPU
-  (parallel over samples) and as a CUDA kernel (one sample per thread, when ``_C_cuda`` is built
-  and passed its self-check). Exact in law for every setting; the same seed gives the same masks
-  on both devices.
-- Otherwise (CUDA without the kernel, or no extension): the tensor formulation below, no host
-  loop, but one host sync per call.
+- The op ``ssast_fast::masks`` (``kernel_op.py``; backends "cpp" and "cuda"): the reference
+  algorithm itself (same squares, stop rule and CPython set order, ``random.sample``'s algorithm
+  for frames) from one shared source, ``csrc/masking/mask_core.h``, one xoshiro stream per
+  sample: in C++ on the CPU (parallel over samples) and as a CUDA kernel (one sample per thread,
+  when ``_C_cuda`` is built and passed its self-check). Exact in law for every setting; the same
+  seed gives the same masks on both devices.
+- Otherwise (backend "torch": CUDA without the kernel, or no extension): the tensor formulation
+  below, no host loop, but one host sync per call.
+
+Which one runs: :func:`ssast_fast.masking.dispatch.resolve_backend`.
 
 Cluster masks, per row: side ``c`` uniform in {3, 4, 5}; a sequence of squares with starts
 uniform in [0, n), cells ``s + i * t_dim + j`` (i, j < c) kept when 0 < cell < n; stop after
@@ -36,6 +38,7 @@ import torch
 
 from ssast_fast import _ext
 from ssast_fast.masking import kernel_op
+from ssast_fast.masking.dispatch import resolve_backend
 
 _SIDES = (3, 4, 5)
 
@@ -146,7 +149,7 @@ def _cluster_masks(batch: int, n: int, mask_size: int, t_dim: int,
 
 def sample_masks(batch: int, n_patches: int, mask_size: int, t_dim: int, cluster: bool = True,
                  generator: torch.Generator | None = None,
-                 device: torch.device | str | None = None) -> torch.Tensor:
+                 device: torch.device | str | None = None, backend: str = "auto") -> torch.Tensor:
     """Masks of ``batch`` samples with the reference generators' distribution.
 
     Args:
@@ -158,6 +161,7 @@ def sample_masks(batch: int, n_patches: int, mask_size: int, t_dim: int, cluster
         generator: torch RNG to draw from (default: torch's global CPU one). A CUDA generator
             selects the graph-safe mode: its Philox state seeds the CUDA kernel on the device.
         device: output device (default: the generator's device, else CPU).
+        backend: "auto" | "cpp" | "cuda" | "torch" (:mod:`ssast_fast.masking.dispatch`).
     Returns:
         int64 [B, M] of distinct indices in [0, n) (in (0, n) with ``cluster``), each row in the
         reference's order: CPython set order for clusters, random order for frames.
@@ -174,10 +178,10 @@ def sample_masks(batch: int, n_patches: int, mask_size: int, t_dim: int, cluster
     on_device = generator is not None and generator.device.type != "cpu"
     if on_device and generator.device.type != device.type:
         raise ValueError(f"sample_masks: a {generator.device.type} generator cannot draw masks on {device}")
+    which = resolve_backend(device, backend)
     if batch == 0:
         return torch.empty(0, mask_size, dtype=torch.long, device=device)
-    if _ext.get() is not None and (device.type == "cpu" or
-                                   (device.type == "cuda" and kernel_op.cuda_kernel_ready(device))):
+    if which != "torch":
         graph_safe = on_device or kernel_op.in_graph()
         seed = -1 if graph_safe else kernel_op.draw_seed(generator)
         if device.type == "cpu" and not graph_safe:  # the op's CPU kernel, without ~8 us of dispatch

@@ -1,4 +1,5 @@
-"""The batched mask op ``ssast_fast::masks`` (CPU and CUDA) and the CUDA kernel's self-check.
+"""The batched mask op ``ssast_fast::masks`` (CPU and CUDA) and the CUDA kernel's self-check
+(:func:`check_cuda_kernel`; when it runs and what a failure does: :mod:`ssast_fast.masking.dispatch`).
 
 Both devices run the shared core ``csrc/masking/mask_core.h``, the reference algorithm: on the
 CPU ``_C.mask_fast`` (parallel over samples), on CUDA the kernel of ``_C_cuda`` (one sample per
@@ -17,7 +18,7 @@ torch.compile); it never synchronises with the device.
 """
 from __future__ import annotations
 
-import warnings
+from typing import Optional
 
 import torch
 
@@ -46,7 +47,8 @@ def in_graph() -> bool:
     return torch.compiler.is_compiling() or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
 
 
-def _device_index(device: torch.device) -> int:
+def device_index(device: torch.device) -> int:
+    """The index of a CUDA device (the current device for a bare ``"cuda"``)."""
     return device.index if device.index is not None else torch.cuda.current_device()
 
 
@@ -57,7 +59,7 @@ def _masks(batch: int, n_patches: int, mask_size: int, t_dim: int, cluster: bool
         cuda = _ext.get_cuda()
         if cuda is None:
             raise RuntimeError("ssast_fast::masks on CUDA needs the CUDA extension ssast_fast._C_cuda (not built)")
-        return cuda.masks(batch, n_patches, mask_size, t_dim, cluster, seed, _device_index(device), generator)
+        return cuda.masks(batch, n_patches, mask_size, t_dim, cluster, seed, device_index(device), generator)
     host = _ext.get()
     if device.type != "cpu" or host is None:
         raise RuntimeError(f"ssast_fast::masks runs on CPU (with ssast_fast._C) or CUDA, got device {device}")
@@ -78,45 +80,20 @@ def _masks_fake(batch, n_patches, mask_size, t_dim, cluster, seed, device, gener
 _CHECKS = ((512, 400, 64, True), (1212, 100, 101, True), (1212, 250, 101, True), (512, 400, 1, False),
            (2048, 10, 1, False))
 _CHECK_SEED = 20220222
-_verdicts: dict[int, bool] = {}
 
 
-def _self_check(index: int) -> str:
-    """'' when the kernel on cuda:index gives the host core's masks in both seeding modes, else why not."""
+def check_cuda_kernel(device: torch.device) -> Optional[str]:
+    """The CUDA kernel's self-check on ``device`` (with an index): None when it gives the host
+    core's masks in both seeding modes, else why not. Run once per device by
+    :func:`ssast_fast.masking.dispatch.resolve_backend` (:mod:`ssast_fast.ops.dispatch`)."""
     cuda, host = _ext.get_cuda(), _ext.get()
-    try:
-        for n, m, t_dim, cluster in _CHECKS:
-            want = host.mask_fast(_CHECK_SEED, 5, n, m, t_dim, cluster)
-            if not torch.equal(cuda.masks(5, n, m, t_dim, cluster, _CHECK_SEED, index, None).cpu(), want):
-                return f"different masks for {n}/{m}/{t_dim} {'patch' if cluster else 'frame'}, seed {_CHECK_SEED}"
-        generator = torch.Generator(device=f"cuda:{index}").manual_seed(_CHECK_SEED)  # Philox offset 0
-        want = host.mask_fast(host.seed_from_philox(_CHECK_SEED, 0), 5, 512, 400, 64, True)
-        if not torch.equal(cuda.masks(5, 512, 400, 64, True, -1, index, generator).cpu(), want):
-            return "different masks in graph-safe mode (Philox seed, offset 0)"
-    except RuntimeError as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return ""
-
-
-def cuda_kernel_ready(device: torch.device) -> bool:
-    """Whether the CUDA mask kernel may serve ``device``.
-
-    True when ``_C_cuda`` (and the host core ``_C``) are built and, checked once per device on
-    first use outside any capture or trace, the kernel gives the host core's masks for the same
-    seeds in both seeding modes. On a mismatch or an error: one warning and False for the rest of
-    the process (``sample_masks`` then uses the tensor-op path). Inside a capture or a trace
-    before the first check, an unchecked kernel counts as ready (a check would synchronise).
-    """
-    if _ext.get_cuda() is None or _ext.get() is None:
-        return False
-    index = _device_index(device)
-    verdict = _verdicts.get(index)
-    if verdict is None:
-        if in_graph():
-            return True
-        error = _self_check(index)
-        if error:
-            warnings.warn(f"ssast_fast: the CUDA mask kernel failed its self-check on cuda:{index} ({error}); "
-                          "sample_masks uses the tensor-op path there", RuntimeWarning, stacklevel=3)
-        verdict = _verdicts[index] = not error
-    return verdict
+    index = device.index
+    for n, m, t_dim, cluster in _CHECKS:
+        want = host.mask_fast(_CHECK_SEED, 5, n, m, t_dim, cluster)
+        if not torch.equal(cuda.masks(5, n, m, t_dim, cluster, _CHECK_SEED, index, None).cpu(), want):
+            return f"different masks for {n}/{m}/{t_dim} {'patch' if cluster else 'frame'}, seed {_CHECK_SEED}"
+    generator = torch.Generator(device=device).manual_seed(_CHECK_SEED)  # Philox offset 0
+    want = host.mask_fast(host.seed_from_philox(_CHECK_SEED, 0), 5, 512, 400, 64, True)
+    if not torch.equal(cuda.masks(5, 512, 400, 64, True, -1, index, generator).cpu(), want):
+        return "different masks in graph-safe mode (Philox seed, offset 0)"
+    return None

@@ -5,6 +5,9 @@ Input x is a spectrogram batch [B, time_frames, freq_bins]; internally a one-cha
 """
 from __future__ import annotations
 
+import os
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,7 +15,7 @@ from torch import nn
 from ssast_fast.checkpoint import StateDictSource, load_reference
 from ssast_fast.masking.exact import batch_masks
 from ssast_fast.masking.fast import sample_masks
-from ssast_fast.model.encoder import VisionTransformer, check_attn_backend, size_spec
+from ssast_fast.model.encoder import VisionTransformer, check_attn_backend, model_size_for, size_spec
 from ssast_fast.model.heads import column_hits, gather_rows, masked_mse, replace_masked
 from ssast_fast.model.pos_embed import adapt_pos_embed, conv_out
 from ssast_fast.ops.infonce import BACKENDS as HEADS_BACKENDS
@@ -154,12 +157,72 @@ class ASTModel(nn.Module):
         return v
 
     @classmethod
-    def from_transformers(cls, path: str, *, attn_backend: str = "auto") -> "ASTModel":
-        """A fine-tuning model from a local transformers AST folder (``ASTForAudioClassification``, or
-        the SSAST kind ``ssast_fast.export.to_transformers`` writes); see ``ssast_fast.export``."""
-        from ssast_fast.export.hf_import import from_transformers
+    def from_state_dict(cls, sd: dict[str, torch.Tensor], *, fstride: int, tstride: int, num_mel_bins: int,
+                        target_length: int, heads: int | None = None, attn_backend: str = "auto") -> "ASTModel":
+        """A fine-tuning model (``pretrain_stage=False``, eval mode) holding ``sd`` (our keys); patch shape,
+        width, depth, cls tokens and classes come from the tensors, strides and input size from the arguments.
 
-        return from_transformers(path, attn_backend=attn_backend)
+        Raises ValueError when ``sd`` is not a fine-tuned model or does not fit the geometry.
+        """
+        if "mlp_head.1.weight" not in sd:
+            raise ValueError("the checkpoint has no classifier (mlp_head): it is a pretraining model, and export "
+                             "takes a fine-tuned one")
+        fshape, tshape = (int(s) for s in sd["v.patch_embed.proj.weight"].shape[-2:])
+        cls_tokens = 2 if "v.dist_token" in sd else 1
+        depth = len({m.group(1) for k in sd if (m := re.match(r"v\.blocks\.(\d+)\.", k))})
+        size = model_size_for(int(sd["v.pos_embed"].shape[-1]), depth, cls_tokens, heads)
+        if fshape > num_mel_bins or tshape > target_length:
+            raise ValueError(f"patch {fshape} x {tshape} is larger than the input ({num_mel_bins} bins x "
+                             f"{target_length} frames)")
+        tokens = cls_tokens + conv_out(num_mel_bins, fshape, fstride) * conv_out(target_length, tshape, tstride)
+        if int(sd["v.pos_embed"].shape[1]) != tokens:
+            raise ValueError(f"the weights' positional embedding has {sd['v.pos_embed'].shape[1]} tokens, but stride "
+                             f"({fstride}, {tstride}) over {num_mel_bins} bins x {target_length} frames with {fshape} x "
+                             f"{tshape} patches gives {tokens}: the geometry (strides, frames, bins) is not the model's")
+        # A throw-away pretraining skeleton gives the constructor its encoder; sd then replaces every tensor.
+        skeleton = cls(fshape=fshape, tshape=tshape, fstride=fshape, tstride=tshape, input_fdim=num_mel_bins,
+                       input_tdim=target_length, model_size=size, pretrain_stage=True, attn_backend="eager")
+        model = cls(label_dim=int(sd["mlp_head.1.weight"].shape[0]), fshape=fshape, tshape=tshape, fstride=fstride,
+                    tstride=tstride, input_fdim=num_mel_bins, input_tdim=target_length, model_size=size,
+                    pretrain_stage=False, load_pretrained_mdl_path=skeleton.state_dict(), attn_backend=attn_backend)
+        unused = ("v.head.", "v.head_dist.")  # timm heads: never used, absent from transformers folders
+        want = model.state_dict()
+        missing = [k for k in want if k not in sd and not k.startswith(unused)]
+        unexpected = [k for k in sd if k not in want]
+        if missing or unexpected:
+            raise ValueError(f"the weights do not match ASTModel: missing {missing[:6]}, unexpected {unexpected[:6]}")
+        model.load_state_dict(sd, strict=False)
+        return model.eval()
+
+    @classmethod
+    def from_transformers(cls, path: str | os.PathLike, *, attn_backend: str = "auto") -> "ASTModel":
+        """A fine-tuning model from a local transformers AST folder (plain ``ASTForAudioClassification``, or
+        the SSAST kind ``ssast_fast.export.to_transformers`` writes; read by
+        ``ssast_fast.export.read_transformers_folder``, whose ``task`` says how to run it: "ft_cls" for plain
+        AST folders). The folder's LayerNorm eps values are set on the model's norms, so the logits are the
+        folder's."""
+        from ssast_fast.export.hf_import import read_transformers_folder
+
+        folder = read_transformers_folder(path)
+        cfg = folder.config
+        p = cfg.get("patch_size", 16)
+        patch = (int(p), int(p)) if isinstance(p, int) else (int(p[0]), int(p[1]))
+        if patch != tuple(folder.state_dict["v.patch_embed.proj.weight"].shape[-2:]):
+            raise ValueError(f"from_transformers: patch_size {p} does not match the patch projection's kernel")
+        try:
+            model = cls.from_state_dict(
+                folder.state_dict, fstride=int(cfg.get("frequency_stride", 10)),
+                tstride=int(cfg.get("time_stride", 10)), num_mel_bins=int(cfg.get("num_mel_bins", 128)),
+                target_length=int(cfg.get("max_length", 1024)), heads=int(cfg["num_attention_heads"]),
+                attn_backend=attn_backend)
+        except ValueError as exc:
+            raise ValueError(f"from_transformers: {exc}") from exc
+        eps = float(cfg.get("layer_norm_eps", 1e-12))
+        for m in model.v.modules():
+            if isinstance(m, nn.LayerNorm):
+                m.eps = eps
+        model.mlp_head[0].eps = float(cfg.get("classifier_layer_norm_eps", eps))
+        return model
 
     def set_attn_backend(self, backend: str) -> None:
         """Switch every block's attention: "auto" | "eager" | "sdpa" | "triton" | "amx"."""

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ssast_fast.ops import layer_norm
 from ssast_fast.ops.attention import BACKENDS as ATTN_BACKENDS
 from ssast_fast.ops.attention import attention_packed
-from ssast_fast.ops.layer_norm import add_layer_norm_bf16, fused_applies, norm_for_linear
+from ssast_fast.ops.layer_norm import add_layer_norm_bf16, norm_for_linear
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,17 @@ def size_spec(model_size: str) -> SizeSpec:
     if model_size not in MODEL_SIZES:
         raise ValueError(f"model_size must be one of {sorted(MODEL_SIZES)}, got {model_size!r}")
     return MODEL_SIZES[model_size]
+
+
+def model_size_for(dim: int, depth: int, cls_tokens: int, heads: int | None = None) -> str:
+    """The ``MODEL_SIZES`` name with this width, depth, cls-token count (and heads); else ValueError."""
+    for name, spec in MODEL_SIZES.items():
+        if (spec.dim, spec.depth, spec.cls_tokens) == (dim, depth, cls_tokens) and heads in (None, spec.heads):
+            return name
+    sizes = ", ".join(f"{n} ({s.dim} wide, {s.depth} blocks, {s.heads} heads, {s.cls_tokens} cls)"
+                      for n, s in MODEL_SIZES.items())
+    raise ValueError(f"a model {dim} wide with {depth} blocks, {cls_tokens} cls token(s)"
+                     f"{f' and {heads} heads' if heads else ''} is none of ssast_fast's model sizes: {sizes}")
 
 
 def check_attn_backend(backend: str) -> str:
@@ -93,6 +105,25 @@ class Block(nn.Module):
         x = x + self.attn(norm_for_linear(self.norm1, x))
         return x + self.mlp(norm_for_linear(self.norm2, x))
 
+    def forward_fused(self, x: torch.Tensor, x_norm: torch.Tensor, next_norm: nn.LayerNorm | None
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`forward` with each residual add fused with the LayerNorm after it (the fused C++
+        kernels, layer_norm backend "cpp": float32 CPU input under CPU bf16 autocast).
+
+        Args:
+            x: the residual stream [B, N, C], float32.
+            x_norm: ``norm1(x)`` in bfloat16 (the previous block's fused output).
+            next_norm: the LayerNorm applied next (the next block's ``norm1``), or None.
+        Returns:
+            (the block's output [B, N, C] float32, ``next_norm`` of it in bfloat16), or
+            (the output, None) without ``next_norm``.
+        """
+        x, y = add_layer_norm_bf16(x, self.attn(x_norm), self.norm2.weight, self.norm2.bias, self.norm2.eps)
+        h = self.mlp(y)
+        if next_norm is None:
+            return x + h, None
+        return add_layer_norm_bf16(x, h, next_norm.weight, next_norm.bias, next_norm.eps)
+
 
 class VisionTransformer(nn.Module):
     """Encoder with the reference's parameter names; ``head``/``head_dist`` exist but are unused."""
@@ -140,20 +171,17 @@ class VisionTransformer(nn.Module):
     def encode(self, patches: torch.Tensor) -> torch.Tensor:
         """[B, P, dim] patch embeddings -> [B, cls_token_num + P, dim] final-norm outputs."""
         x = torch.cat((self.cls_tokens(patches.shape[0]), patches), dim=1) + self.pos_embed
-        if len(self.blocks) and fused_applies(x, self.blocks[0].norm1):
+        if len(self.blocks) and layer_norm.resolve_backend(x, norm=self.blocks[0].norm1) == "cpp":
             return self.norm(self._blocks_fused(x))
         for blk in self.blocks:
             x = blk(x)
         return self.norm(x)
 
     def _blocks_fused(self, x: torch.Tensor) -> torch.Tensor:
-        """The blocks under CPU bf16 autocast, same math: each residual add runs fused with the
-        LayerNorm after it (the block's norm2, then the next block's norm1), one pass each way."""
+        """The blocks under CPU bf16 autocast (:meth:`Block.forward_fused`), same math: block i's
+        last residual add runs fused with block i+1's norm1, one pass each way."""
         blocks = list(self.blocks)
         y = norm_for_linear(blocks[0].norm1, x)
         for blk, nxt in zip(blocks, blocks[1:] + [None]):
-            x, y = add_layer_norm_bf16(x, blk.attn(y), blk.norm2.weight, blk.norm2.bias, blk.norm2.eps)
-            h = blk.mlp(y)
-            if nxt is not None:
-                x, y = add_layer_norm_bf16(x, h, nxt.norm1.weight, nxt.norm1.bias, nxt.norm1.eps)
-        return x + h
+            x, y = blk.forward_fused(x, y, None if nxt is None else nxt.norm1)
+        return x

@@ -1,10 +1,13 @@
 """Triton plumbing shared by the fused ops (:mod:`ssast_fast.ops.attention`,
-:mod:`ssast_fast.ops.infonce`, :mod:`ssast_fast.features.fbank_triton`): the optional import,
-interpreter detection, the launch configurations (:class:`TunedKernel`, :func:`pinned_configs`),
-shape buckets for the autotune keys, the dot precision, the device context and the runtime checks.
+:mod:`ssast_fast.ops.infonce`, :mod:`ssast_fast.features.fbank_triton`): the optional import
+(:data:`HAS_TRITON`), the interpreter flag (:data:`TRITON_INTERPRET`), the launch configurations
+(:class:`TunedKernel`, :func:`pinned_configs`), shape buckets for the autotune keys, the dot
+precision, the device context and the runtime checks.
 
-Each op module reads the interpreter flag once at its own import (``TRITON_INTERPRET`` there,
-which tests may patch) and passes it to :func:`require_triton_runtime`.
+Every Triton module guards its kernels the same way: ``if HAS_TRITON:`` around the
+``@triton.jit`` definitions, and ``TRITON_INTERPRET`` imported from here (read once, at this
+module's import; nobody reads the environment variable on their own). An op module keeps the flag
+as a module global, which tests may patch, and passes it to :func:`require_triton_runtime`.
 
 Launch configurations: a kernel's configs are grouped by a *config class* (for example
 ``("bfloat16", 64)``: input dtype and head dim); each class lists only configs that pass the sm_90
@@ -35,7 +38,7 @@ except ImportError:  # pragma: no cover - exercised only on machines without tri
 __all__ = ["HAS_TRITON", "SHARED_MEMORY_LIMIT", "TRITON_DTYPES", "BlockConfig", "TunedKernel",
            "aligned", "check_triton_dtype", "config_table", "configs_pinned", "device_ctx",
            "dot_precision",
-           "dtype_name", "interpret_flag", "pinned_configs", "pow2_bucket",
+           "dtype_name", "TRITON_INTERPRET", "pinned_configs", "pow2_bucket",
            "require_triton_runtime", "tl", "triton"]
 
 #: Input dtypes the Triton kernels take.
@@ -71,19 +74,21 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def interpret_flag() -> bool:
-    """Whether Triton runs in its CPU interpreter (``TRITON_INTERPRET``).
+def _interpret_flag() -> bool:
+    """Whether Triton runs in its CPU interpreter: from ``triton.knobs`` where it exists, else
+    from the environment; False without Triton."""
+    if not HAS_TRITON:
+        return False
+    try:
+        return bool(triton.knobs.runtime.interpret)
+    except AttributeError:  # older triton without knobs
+        return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
 
-    Triton decides at decoration time whether ``@triton.jit`` builds an interpreted function, so
-    an op module calls this once, at its import. Read from ``triton.knobs`` where it exists,
-    else from the environment.
-    """
-    if HAS_TRITON:
-        try:
-            return bool(triton.knobs.runtime.interpret)
-        except AttributeError:  # older triton without knobs
-            pass
-    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "on", "yes")
+
+#: Triton runs in its CPU interpreter (``TRITON_INTERPRET=1`` set before ssast_fast is
+#: imported): the kernels then take CPU tensors only. Triton decides at decoration time whether
+#: ``@triton.jit`` builds an interpreted function, so the flag is read once, here.
+TRITON_INTERPRET: bool = _interpret_flag()
 
 
 def pow2_bucket(n: int, lo: int, hi: int) -> int:

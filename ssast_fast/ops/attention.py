@@ -41,10 +41,15 @@ float32 dots (no TF32). Arbitrary N is handled by masking the last (partial) blo
 strides are explicit, so q, k, v and dO may be non-contiguous views.
 
 The forward and backward launchers are registered as torch custom ops
-(``ssast_fast::attention_fwd`` / ``ssast_fast::attention_bwd``) with fake (meta) kernels and an
-autograd formula, so ``torch.compile(fullgraph=True)`` traces a call to :func:`attention`
-without graph breaks; :class:`FlashAttentionFunction` is the ``autograd.Function`` that the
-dispatcher uses, built on the same two ops.
+(``ssast_fast::attention_fwd`` / ``ssast_fast::attention_bwd``) with fake (meta) kernels, and the
+forward op carries its autograd formula (``torch.library.register_autograd``, shared with the bf16
+CPU kernel's ops in :mod:`ssast_fast.ops._attention_autograd`), so ``torch.compile(fullgraph=True)``
+traces a call to :func:`attention` without graph breaks.
+
+:func:`resolve_backend` is the family's backend choice (the package's one idiom, as in
+:mod:`ssast_fast.ops.infonce`, :mod:`ssast_fast.ops.layer_norm`, :mod:`ssast_fast.features.dispatch`
+and :mod:`ssast_fast.masking.dispatch`); every ``auto`` decision is recorded in
+:func:`ssast_fast.ops.dispatch.record`.
 """
 from __future__ import annotations
 
@@ -60,9 +65,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from ssast_fast.ops import attention_amx as _amx
 from ssast_fast.ops import dispatch
 from ssast_fast.ops._attention_autograd import register_attention_autograd
-from ssast_fast.ops._triton_common import (HAS_TRITON, BlockConfig, TunedKernel, aligned,
-                                           check_triton_dtype, config_table, device_ctx,
-                                           dot_precision, dtype_name, interpret_flag,
+from ssast_fast.ops._triton_common import (HAS_TRITON, TRITON_INTERPRET, BlockConfig,
+                                           TunedKernel, aligned, check_triton_dtype,
+                                           config_table, device_ctx, dot_precision, dtype_name,
                                            pow2_bucket, require_triton_runtime, tl, triton)
 
 __all__ = [
@@ -70,7 +75,6 @@ __all__ = [
     "attention_eager",
     "attention_sdpa",
     "attention_triton",
-    "FlashAttentionFunction",
     "supports",
     "BACKENDS",
     "SUPPORTED_HEAD_DIMS",
@@ -81,10 +85,6 @@ __all__ = [
 BACKENDS = ("auto", "triton", "amx", "sdpa", "eager")
 #: Head dims the Triton kernels are built for; :func:`supports` says which run for a dtype.
 SUPPORTED_HEAD_DIMS = (32, 64, 128)
-
-# Triton decides at decoration time whether @triton.jit builds an interpreted function, so the
-# mode is fixed when this module is imported.
-TRITON_INTERPRET: bool = interpret_flag()
 
 _LOG2E = 1.4426950408889634
 
@@ -492,7 +492,7 @@ def _triton_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torc
 
 
 # ---------------------------------------------------------------------------------------------
-# Custom ops (opaque to torch.compile, with fake kernels) and the autograd.Function
+# Custom ops (opaque to torch.compile, with fake kernels and a registered autograd formula)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -525,28 +525,9 @@ def _(do, q, k, v, out, lse2, scale):
     return q.new_empty(shape), q.new_empty(shape), q.new_empty(shape)
 
 
-# Makes torch.ops.ssast_fast.attention_fwd itself differentiable (lse2 gets no gradient).
+# Makes torch.ops.ssast_fast.attention_fwd itself differentiable in q, k, v through
+# attention_bwd (lse2 gets no gradient): the one autograd path of the Triton kernels.
 register_attention_autograd("ssast_fast::attention_fwd", torch.ops.ssast_fast.attention_bwd)
-
-
-class FlashAttentionFunction(torch.autograd.Function):
-    """``out = softmax(q k^T scale) v`` through the Triton kernels, differentiable in q, k, v.
-
-    Forward and backward call the custom ops ``ssast_fast::attention_fwd`` / ``_bwd``, so the
-    function is traceable by torch.compile (the ops are opaque, with fake kernels)."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, scale: float):
-        out, lse2 = torch.ops.ssast_fast.attention_fwd(q, k, v, scale)
-        ctx.save_for_backward(q, k, v, out, lse2)
-        ctx.scale = scale
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        q, k, v, out, lse2 = ctx.saved_tensors
-        dq, dk, dv = torch.ops.ssast_fast.attention_bwd(grad_out, q, k, v, out, lse2, ctx.scale)
-        return dq, dk, dv, None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -634,7 +615,7 @@ _CHECK_FLOOR = {torch.float32: 1e-5, torch.float16: 1e-4, torch.bfloat16: 1e-3}
 
 def _run_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
     """The Triton kernels, differentiable (the one launch point of every Triton call here)."""
-    return FlashAttentionFunction.apply(q, k, v, scale)
+    return torch.ops.ssast_fast.attention_fwd(q, k, v, scale)[0]
 
 
 def _attend(which: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

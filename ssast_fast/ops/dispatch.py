@@ -1,15 +1,22 @@
 """How ``backend="auto"`` reaches a custom kernel safely: a first-use self-check, a measured
 choice, and a record of both.
 
-Every op family with a custom GPU kernel (Triton attention, Triton InfoNCE, Triton fbank; the
-CUDA mask kernel next) resolves ``auto`` through :func:`resolve` wherever :func:`kernel_device`
-holds (CUDA tensors). Between a call and the kernel stand two guards:
+Every op family decides its backend with one function, ``resolve_backend(<main input>,
+backend="auto", ...) -> str``, in its own module: :func:`ssast_fast.ops.attention.resolve_backend`,
+:func:`ssast_fast.ops.infonce.resolve_backend`, :func:`ssast_fast.ops.layer_norm.resolve_backend`,
+:func:`ssast_fast.features.dispatch.resolve_backend`, :func:`ssast_fast.masking.dispatch.resolve_backend`.
+Each decides from the device, the dtype, what is built, the user's choice and, for a custom GPU
+kernel (Triton attention, InfoNCE and fbank, the CUDA mask kernel) wherever
+:func:`kernel_device` holds (CUDA), through :func:`resolve`; fixed rules are recorded with
+:func:`note`. Between a call and a custom kernel stand two guards:
 
 1. **Self-check**, once per (op, device, check key) -- attention and InfoNCE: dtype and head dim;
-   fbank: its settings. The op's ``check()`` runs the kernel on small random inputs against its
-   torch reference and returns None (agrees) or why not. A mismatch or any exception (Triton's
-   ``OutOfResources``, a compile error, ...) gives one ``RuntimeWarning`` naming the kernel and
-   the reason, and from then on ``auto`` takes the op's torch path for that key.
+   fbank: its settings; masks: the device. The op's ``check()`` runs the kernel on small random
+   inputs against its reference and returns None (agrees) or why not. A mismatch or any
+   exception (Triton's ``OutOfResources``, a compile error, ...) gives one ``RuntimeWarning``
+   naming the kernel and the reason, and from then on ``auto`` takes the op's fallback (its
+   torch path) for that key. (The compiled reference-exact mask generators on the CPU are
+   self-checked the same way.)
 2. **Measured choice**, once per (op, choice key) -- attention: dtype, D, N bucket, B*H bucket,
    forward or forward+backward. ``candidates()`` gives one zero-argument callable per backend,
    each running the call's shape on fresh inputs; each is timed (:func:`default_timer`), the
@@ -18,7 +25,8 @@ holds (CUDA tensors). Between a call and the kernel stand two guards:
 
 Both need real tensors, so they run only eagerly (:func:`can_probe`): never while
 ``torch.compile`` traces or a CUDA graph is captured. There, what is settled is read as a
-constant (:func:`settled`) and a key not settled yet resolves to the torch path; one eager step
+constant (:func:`settled`) and a key not settled yet resolves to the torch path (or to what the
+op names as ``unchecked``: the mask kernel, whose torch path cannot be captured); one eager step
 before compiling settles everything (``--compile`` training runs it at model build).
 
 Every outcome is recorded -- backend, reason, timings, where it came from -- for the training
@@ -27,7 +35,8 @@ resume (:func:`state_dict`, :func:`load_state_dict`), and in a distributed run t
 (:func:`broadcast_from_rank0`), so every rank and a resumed run use the same choices.
 
 Tests drive all of it on CPU by patching :func:`kernel_device` and passing their own ``check``,
-``candidates`` and ``timer``.
+``candidates`` and ``timer``; the op modules keep their checks and candidates, this module the
+state: it imports no op module.
 """
 from __future__ import annotations
 
@@ -93,7 +102,8 @@ def can_probe(device: torch.device) -> bool:
     CUDA graph is being captured."""
     if torch.compiler.is_compiling():
         return False
-    return not (device.type == "cuda" and torch.cuda.is_current_stream_capturing())
+    return not (device.type == "cuda" and torch.cuda.is_available()
+                and torch.cuda.is_current_stream_capturing())
 
 
 def bucket(n: int) -> int:
@@ -104,13 +114,13 @@ def bucket(n: int) -> int:
 # ---- self-check --------------------------------------------------------------------------------
 
 
-def self_check(op: str, device: torch.device, key: str, check: Check, kernel_name: str
-               ) -> Optional[bool]:
+def self_check(op: str, device: torch.device, key: str, check: Check, kernel_name: str,
+               fallback: str = "torch") -> Optional[bool]:
     """Run the kernel's ``check`` once per (op, device, key).
 
     Returns True (passed, now or before), False (failed, now or before; one RuntimeWarning
-    naming ``kernel_name`` and the reason when it failed) or None (not known, and it cannot run
-    now: :func:`can_probe` is false).
+    naming ``kernel_name``, the reason and the ``fallback`` backend when it failed) or None (not
+    known, and it cannot run now: :func:`can_probe` is false).
     """
     slot = (op, str(device), key)
     if slot not in _checks:
@@ -122,22 +132,24 @@ def self_check(op: str, device: torch.device, key: str, check: Check, kernel_nam
             why = _error_text(e)
         _checks[slot] = (why is None, "self-check passed" if why is None else why)
         if why is not None:
-            _warn_failed(kernel_name, device, key, why)
+            _warn_failed(kernel_name, device, key, why, fallback, "its self-check ")
     return _checks[slot][0]
 
 
-def _disable(op: str, device: torch.device, key: str, kernel_name: str, why: str) -> None:
+def _disable(op: str, device: torch.device, key: str, kernel_name: str, why: str,
+             fallback: str) -> None:
     """Mark the kernel failed for (op, device, key) after a later error (one warning)."""
     slot = (op, str(device), key)
     if slot in _checks and not _checks[slot][0]:
         return
     _checks[slot] = (False, why)
-    _warn_failed(kernel_name, device, key, why)
+    _warn_failed(kernel_name, device, key, why, fallback)
 
 
-def _warn_failed(kernel_name: str, device: torch.device, key: str, why: str) -> None:
-    warnings.warn(f"ssast_fast: the {kernel_name} failed on {device} for {key} ({why}); "
-                  "backend='auto' uses the torch path there from now on", RuntimeWarning,
+def _warn_failed(kernel_name: str, device: torch.device, key: str, why: str, fallback: str,
+                 what: str = "") -> None:
+    warnings.warn(f"ssast_fast: the {kernel_name} failed {what}on {device} for {key} ({why}); "
+                  f"backend='auto' uses {fallback!r} there from now on", RuntimeWarning,
                   stacklevel=4)
 
 
@@ -198,7 +210,8 @@ def pick(timings: Mapping[str, float | str]) -> tuple[str, str]:
 
 def resolve(op: str, device: torch.device, *, kernel: str, fallback: str, kernel_name: str,
             check_key: str, check: Check, choice_key: Optional[str] = None,
-            candidates: Optional[Candidates] = None, timer: Optional[Timer] = None) -> str:
+            candidates: Optional[Candidates] = None, timer: Optional[Timer] = None,
+            unchecked: Optional[str] = None) -> str:
     """The backend ``auto`` uses for one call of ``op`` on ``device`` (a kernel device).
 
     Args:
@@ -208,13 +221,16 @@ def resolve(op: str, device: torch.device, *, kernel: str, fallback: str, kernel
         choice_key, candidates: for a measured choice, its key and the candidates to time (the
             torch path first); without them a kernel that passes its self-check is used.
         timer: times one candidate in ms (default :func:`default_timer`).
+        unchecked: what a call that cannot run the self-check yet (tracing, capturing) gets
+            before it ran (default ``fallback``).
 
     Returns ``fallback`` when the self-check failed, or has not run and cannot run now.
     """
     if not can_probe(device):
-        return settled(op, str(device), check_key, choice_key or "", kernel, fallback)
+        return settled(op, str(device), check_key, choice_key or "", kernel, fallback,
+                       unchecked or fallback)
     rec_key = choice_key or check_key
-    if not self_check(op, device, check_key, check, kernel_name):
+    if not self_check(op, device, check_key, check, kernel_name, fallback):
         if (op, rec_key) not in _decisions or _decisions[(op, rec_key)].backend != fallback:
             why = _checks[(op, str(device), check_key)][1]
             _set(Decision(op, rec_key, fallback, f"{kernel} failed its check: {why}",
@@ -229,7 +245,7 @@ def resolve(op: str, device: torch.device, *, kernel: str, fallback: str, kernel
         return known.backend
     timings = measure(candidates(), timer or default_timer)
     if isinstance(timings.get(kernel), str):  # the kernel raised at this shape: disable it
-        _disable(op, device, check_key, kernel_name, str(timings[kernel]))
+        _disable(op, device, check_key, kernel_name, str(timings[kernel]), fallback)
     try:
         backend, reason = pick(timings)
     except ValueError as e:
@@ -263,12 +279,14 @@ def resolve_triton(op: str, device: torch.device, *, dtype: torch.dtype, D: int,
 
 @torch.compiler.assume_constant_result
 def settled(op: str, device: str, check_key: str, choice_key: str, kernel: str,
-            fallback: str) -> str:
+            fallback: str, unchecked: str) -> str:
     """What is settled for a call, running nothing (while tracing, a constant of the graph):
     the recorded choice -- the kernel alone when ``choice_key`` is empty -- if the kernel passed
-    its self-check on ``device``, else ``fallback``."""
+    its self-check on ``device``, ``fallback`` if it failed, ``unchecked`` if it has not run."""
     chk = _checks.get((op, device, check_key))
-    if chk is None or not chk[0]:
+    if chk is None:
+        return unchecked
+    if not chk[0]:
         return fallback
     if not choice_key:
         return kernel

@@ -63,18 +63,15 @@ import torch
 
 from ssast_fast.ops import dispatch
 # Triton is optional: without it only the torch backend exists.
-from ssast_fast.ops._triton_common import (HAS_TRITON, BlockConfig, TunedKernel, aligned,
-                                           check_triton_dtype, config_table, device_ctx,
-                                           dot_precision, dtype_name, interpret_flag,
+from ssast_fast.ops._triton_common import (HAS_TRITON, TRITON_INTERPRET, BlockConfig,
+                                           TunedKernel, aligned, check_triton_dtype,
+                                           config_table, device_ctx, dot_precision, dtype_name,
                                            pow2_bucket, require_triton_runtime, tl, triton)
 
 __all__ = ["infonce", "infonce_torch", "InfoNCEFunction", "resolve_backend", "supports",
            "BACKENDS", "HAS_TRITON", "TRITON_INTERPRET"]
 
 BACKENDS = ("auto", "triton", "torch")
-
-# Triton decides at decoration time whether @triton.jit builds an interpreted function.
-TRITON_INTERPRET: bool = HAS_TRITON and interpret_flag()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,10 +12,14 @@ float32 rounding inside the normalisation (a rare last-bit difference in the bf1
 output of the attention or MLP branch) and ``y = bf16(LayerNorm(s))`` in one pass; its backward
 adds the residual stream's gradient and returns both dx (float32) and dh (bf16) in the same pass.
 
-:func:`norm_for_linear` / :func:`fused_applies` are what the encoder uses: the fused kernels when
-they apply (float32 CPU input under bf16 CPU autocast, extension built, AVX512-BF16), else the
-module itself. Custom ops ``ssast_fast::layer_norm_bf16_fwd`` / ``_bwd`` and
-``ssast_fast::add_layer_norm_bf16_fwd`` / ``_bwd``, with fake kernels.
+Backends of the family (:func:`resolve_backend`, the package's one dispatch idiom): ``"cpp"``, the
+fused C++ kernels, where they apply (float32 CPU input under bf16 CPU autocast, an affine
+LayerNorm over the last dim, extension built, AVX512-BF16); ``"torch"``, the ``nn.LayerNorm``
+module itself (autocast casts later). ``"auto"`` picks ``"cpp"`` wherever it applies; every
+decision is recorded in :func:`ssast_fast.ops.dispatch.record`. :func:`norm_for_linear` and the
+encoder's fused path (``Block.forward_fused``) use it. Custom ops
+``ssast_fast::layer_norm_bf16_fwd`` / ``_bwd`` and ``ssast_fast::add_layer_norm_bf16_fwd`` /
+``_bwd``, with fake kernels and registered autograd formulas.
 """
 from __future__ import annotations
 
@@ -25,8 +29,12 @@ import torch
 from torch import nn
 
 from ssast_fast import _ext
+from ssast_fast.ops import dispatch
 
-__all__ = ["available", "layer_norm_bf16", "add_layer_norm_bf16", "norm_for_linear", "fused_applies"]
+__all__ = ["BACKENDS", "available", "layer_norm_bf16", "add_layer_norm_bf16", "norm_for_linear",
+           "resolve_backend"]
+
+BACKENDS = ("auto", "cpp", "torch")
 
 # Probed once at import (a hardware fact), so that the choice stays traceable by torch.compile.
 _CPU_OK: bool = _ext._module is not None and bool(_ext._module.layer_norm_bf16_supported())
@@ -105,7 +113,7 @@ def layer_norm_bf16(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, e
 
 def norm_for_linear(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
     """``norm(x)`` for a Linear to consume: fused to a bf16 output under bf16 CPU autocast."""
-    if fused_applies(x, norm):
+    if resolve_backend(x, norm=norm) == "cpp":
         return layer_norm_bf16(x, norm.weight, norm.bias, norm.eps)
     return norm(x)
 
@@ -168,9 +176,29 @@ def add_layer_norm_bf16(x: torch.Tensor, h: torch.Tensor, weight: torch.Tensor, 
     return s, y
 
 
-def fused_applies(x: torch.Tensor, norm: nn.LayerNorm) -> bool:
-    """Whether the fused kernels serve ``norm(x)`` feeding a Linear: float32 CPU x under bf16 CPU
-    autocast, an affine LayerNorm over the last dim, the kernels available."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and torch.is_autocast_enabled("cpu")
-            and torch.get_autocast_dtype("cpu") == torch.bfloat16 and norm.elementwise_affine
-            and norm.bias is not None and len(norm.normalized_shape) == 1 and available())
+def resolve_backend(x: torch.Tensor, backend: str = "auto", *, norm: nn.LayerNorm) -> str:
+    """The concrete backend ("cpp" | "torch") that serves ``norm(x)`` feeding a Linear (alone, or
+    fused with the residual add before it). ``auto``: "cpp" for float32 CPU x under bf16 CPU
+    autocast with an affine LayerNorm over the last dim when the kernels are available, else
+    "torch". An explicit "cpp" that cannot run here raises ValueError / RuntimeError."""
+    if backend not in BACKENDS:
+        raise ValueError(f"layer_norm: unknown backend {backend!r}; choose one of {BACKENDS}")
+    bf16_autocast = (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+                     and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+    fits = (x.device.type == "cpu" and x.dtype == torch.float32 and norm.elementwise_affine
+            and norm.bias is not None and len(norm.normalized_shape) == 1)
+    if backend == "cpp":
+        if not fits:
+            raise ValueError("layer_norm(backend='cpp'): needs float32 CPU input and an affine "
+                             f"LayerNorm over the last dim, got {x.dtype} on {x.device}")
+        _ext_or_raise()
+        return backend
+    if backend == "torch":
+        return backend
+    which = "cpp" if bf16_autocast and fits and available() else "torch"
+    dispatch.note("layer_norm", f"{x.device.type}, {str(x.dtype).replace('torch.', '')}, "
+                  f"bf16 autocast {'on' if bf16_autocast else 'off'}", which,
+                  "the fused C++ kernels (float32 input under CPU bf16 autocast, AVX512-BF16)"
+                  if which == "cpp" else "nn.LayerNorm: the fused kernels serve float32 CPU input "
+                  "under CPU bf16 autocast only, where the extension and AVX512-BF16 exist")
+    return which

@@ -158,3 +158,19 @@ def test_bad_batches():
         fbank_batch([])
     with pytest.raises(TypeError):
         fbank(torch.zeros(1000), nonsense_option=1)
+
+
+def test_resolve_backend_choices():
+    """auto on the CPU: the C++ kernel when built (float32 and float64), torch when forced pure;
+    explicit backends that cannot run the input are clear errors."""
+    from ssast_fast.features.dispatch import resolve_backend
+
+    wave = torch.zeros(1, 16000)
+    assert resolve_backend(wave) == resolve_backend(wave.double()) == ("cpp" if _ext.available() else "torch")
+    with _ext.pure():
+        assert resolve_backend(wave) == "torch"
+    assert resolve_backend(wave, "torch", FbankOptions(num_mel_bins=40)) == "torch"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        resolve_backend(wave, "kaldi")
+    with pytest.raises(ValueError, match="float64"):
+        resolve_backend(wave.double(), "triton")

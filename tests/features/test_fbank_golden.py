@@ -6,13 +6,16 @@ import os
 import numpy as np
 import pytest
 import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from fbank_golden_util import TRITON_MAX_SAMPLES, cases, check_fbank, load
 from ssast_fast import _ext
 from ssast_fast.features import FbankOptions, fbank
-from ssast_fast.features.dispatch import _resolve_backend
+from ssast_fast.features.dispatch import resolve_backend
 
 IDS = lambda c: c["name"]  # noqa: E731
+with FakeTensorMode():  # a float32 waveform on CUDA, without a GPU (device and dtype only)
+    CUDA_WAVE = torch.empty(1, 16000, device="cuda")
 
 
 def _triton_supports(case: dict) -> bool:
@@ -66,7 +69,7 @@ def test_triton_declines_non_power_of_two_fft():
         fft = "400" if case["name"] == "opt2_no_pow2_fft" else ""
         with pytest.raises(ValueError, match=f"triton.*{fft}"):  # names the backend and the size
             _run(case, "triton")
-        assert _resolve_backend("auto", o, torch.device("cuda"), torch.float32) == "torch"
+        assert resolve_backend(CUDA_WAVE, "auto", o) == "torch"
         check_fbank(case, _run(case, "torch"), load(case)["fbank_f64"])
 
 

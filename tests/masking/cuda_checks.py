@@ -10,6 +10,7 @@ import torch
 
 from ssast_fast import _ext
 from ssast_fast.masking import kernel_op, sample_masks
+from ssast_fast.masking.dispatch import resolve_backend
 
 # Ascending and hashed set order, frames by the pool and by the set algorithm.
 SETTINGS = [(512, 400, 64, True), (1212, 400, 101, True), (1212, 100, 101, True), (1212, 250, 101, True),
@@ -23,7 +24,7 @@ def _host(seed: int, batch: int, n: int, m: int, t_dim: int, cluster: bool) -> t
 def check_kernel_ready(device: str) -> None:
     """The kernel is built and passed its self-check (else the other checks test the fallback)."""
     assert _ext.get_cuda() is not None, "ssast_fast._C_cuda is not built"
-    assert kernel_op.cuda_kernel_ready(torch.device(device)), "the kernel failed its self-check"
+    assert resolve_backend(torch.device(device)) == "cuda", "the kernel failed its self-check"
 
 
 def check_same_masks_as_cpu(device: str) -> None:

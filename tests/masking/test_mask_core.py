@@ -1,7 +1,7 @@
 """The shared mask core (csrc/masking/mask_core.h) compiled as host code, against the reference.
 
 ``_C.mask_fast`` is the host build of the core the CUDA kernel runs. Here its rows are compared,
-bit for bit, with the reference algorithm written in Python (``exact._patch_python``, with
+bit for bit, with the reference algorithm written in Python (``reference.patch_python``, with
 CPython's own ``set``, and ``random.sample``) driven by the same xoshiro stream, re-implemented
 in Python below: sample b of seed s uses stream b. The C++ unit test (csrc/tests/test_mask_core.cpp)
 pins the core to the CPU sampler's masks from before the core was shared with the kernel.
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from ssast_fast import _ext
-from ssast_fast.masking import exact, kernel_op
+from ssast_fast.masking import kernel_op, reference
 
 M32, M64 = (1 << 32) - 1, (1 << 64) - 1
 GAMMA = 0x9E3779B97F4A7C15
@@ -65,8 +65,8 @@ class XoshiroRandom(random.Random):
 
 def python_rows(seed: int, batch: int, n: int, m: int, t_dim: int, cluster: bool) -> list[list[int]]:
     if cluster:
-        return [exact._patch_python(n, m, t_dim, 3, rng=XoshiroRandom(seed, b)) for b in range(batch)]
-    return [exact._frame_python(n, m, rng=XoshiroRandom(seed, b)) for b in range(batch)]
+        return [reference.patch_python(n, m, t_dim, 3, rng=XoshiroRandom(seed, b)) for b in range(batch)]
+    return [reference.frame_python(n, m, rng=XoshiroRandom(seed, b)) for b in range(batch)]
 
 
 # Ascending and hashed set orders (1212/100, 1212/250, 5000/200, 1000/50), both frame algorithms.

@@ -15,6 +15,8 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 import cuda_checks
 from ssast_fast import _ext
 from ssast_fast.masking import kernel_op, sample_masks
+from ssast_fast.masking.dispatch import resolve_backend
+from ssast_fast.ops import dispatch
 
 CPU = torch.device("cpu")
 
@@ -69,19 +71,19 @@ def test_self_check_falls_back_with_one_warning(monkeypatch):
             return torch.zeros(batch, m, dtype=torch.long)
 
     monkeypatch.setattr(_ext, "get_cuda", lambda: WrongKernel)
-    monkeypatch.setattr(kernel_op, "_verdicts", {})
+    monkeypatch.setattr(dispatch, "_checks", {})
     with pytest.warns(RuntimeWarning, match="self-check on cuda:3 .*different masks"):
-        assert not kernel_op.cuda_kernel_ready(torch.device("cuda:3"))
+        assert resolve_backend(torch.device("cuda:3")) != "cuda"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert not kernel_op.cuda_kernel_ready(torch.device("cuda:3"))
+        assert resolve_backend(torch.device("cuda:3")) != "cuda"
 
 
 def test_no_kernel_without_the_cuda_module(monkeypatch):
     monkeypatch.setattr(_ext, "get_cuda", lambda: None)
-    assert not kernel_op.cuda_kernel_ready(torch.device("cuda:0"))
+    assert resolve_backend(torch.device("cuda:0")) != "cuda"
     with _ext.pure():
-        assert not kernel_op.cuda_kernel_ready(torch.device("cuda:0"))
+        assert resolve_backend(torch.device("cuda:0")) != "cuda"
 
 
 needs_kernel = pytest.mark.skipif(not torch.cuda.is_available() or _ext.get_cuda() is None,

@@ -1,7 +1,8 @@
 """ssast_fast.ops.dispatch on the CPU: the self-check (a launch that raises, a kernel that returns
 wrong values) with exactly one warning and correct results through each op (attention, InfoNCE,
-fbank), the measured choice with injected timings, the traced path, checkpoint save/restore,
-the rank-0 broadcast (one process: a no-op; two gloo processes: rank 0's choices) and the
+fbank, the mask kernel and the compiled reference mask generators), the measured choice with
+injected timings, the traced path, checkpoint save/restore, the rank-0 broadcast (one process: a
+no-op; two gloo processes: rank 0's choices), the record of all five op families and the
 training hooks (summary.json, checkpoint extra, resume).
 
 CUDA is the only kernel device; these tests patch ``dispatch.kernel_device`` so that CPU tensors
@@ -369,6 +370,82 @@ def test_fbank_mismatch_rule():
     assert "max error" in FD.fbank_mismatch(ref.float() + 0.01, ref, ref.float())
     assert "shape" in FD.fbank_mismatch(ref[:4].float(), ref, ref.float())
     assert FD.fbank_mismatch(ref.float() * float("nan"), ref, ref.float()) is not None
+
+
+# ---- masks: the CUDA kernel's and the compiled reference generators' self-checks ------------
+
+
+class _WrongMaskKernel:
+    """A CUDA extension whose mask kernel returns wrong masks."""
+
+    @staticmethod
+    def masks(batch, n, m, t_dim, cluster, seed, device, generator):
+        return torch.zeros(batch, m, dtype=torch.long)
+
+
+def test_mask_kernel_fault_falls_back_to_tensor_ops_with_one_warning(cpu_as_kernel_device, monkeypatch):
+    """CPU as the kernel device, a CUDA module whose masks differ from the host core: one
+    warning, then the tensor-op path, the same masks as backend='torch' from the same seed."""
+    from ssast_fast import _ext
+    from ssast_fast.masking import sample_masks
+
+    if not _ext.available():
+        pytest.fail("the mask self-check compares against ssast_fast._C: build it")
+    monkeypatch.setattr(_ext, "get_cuda", lambda: _WrongMaskKernel)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        got = [sample_masks(6, 512, 400, 64, generator=torch.Generator().manual_seed(s)) for s in range(3)]
+    (msg,) = failing_warnings(rec)
+    assert "CUDA mask kernel failed its self-check" in msg and "different masks" in msg
+    for s, idx in enumerate(got):
+        want = sample_masks(6, 512, 400, 64, generator=torch.Generator().manual_seed(s), backend="torch")
+        assert torch.equal(idx, want)
+        assert all(len(set(row)) == 400 and min(row) >= 1 and max(row) < 512 for row in idx.tolist())
+    (d,) = [d for d in dispatch.record() if d["op"] == "masks"]
+    assert (d["backend"], d["source"]) == ("torch", "self-check")
+
+
+def test_compiled_reference_masks_fault_falls_back_to_python_with_one_warning(monkeypatch):
+    """The compiled replay of the reference generators disagreeing with this Python: one warning,
+    then the pure path, with the reference's indices and random state."""
+    import random
+
+    from ssast_fast import _ext
+    from ssast_fast.masking import batch_masks
+    from ssast_fast.masking import dispatch as MD
+
+    if not _ext.available():
+        pytest.fail("compiled extension ssast_fast._C is not built")
+    random.seed(3)
+    want = batch_masks(4, 512, 400, 64, True, backend="python"), random.getstate()
+    monkeypatch.setattr(MD, "check_replay", lambda ext: "cluster masks differ")
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            random.seed(3)
+            got = batch_masks(4, 512, 400, 64, True), random.getstate()
+            assert torch.equal(got[0], want[0]) and got[1] == want[1]
+    (msg,) = failing_warnings(rec)
+    assert "compiled reference mask generator" in msg and "'python'" in msg
+    (d,) = [d for d in dispatch.record() if d["op"] == "masks"]
+    assert d["backend"] == "python"
+
+
+def test_record_lists_all_five_families():
+    """One pretraining forward (fast masks) of a model fed by the front end, under CPU bf16
+    autocast: attention, InfoNCE, layer norm, fbank and masks are all in the record."""
+    from ssast_fast import ASTModel
+    from ssast_fast.features import FrontEnd
+
+    torch.manual_seed(0)
+    fe = FrontEnd(num_mel_bins=128, target_length=128)
+    model = ASTModel(fshape=16, tshape=16, fstride=16, tstride=16, input_fdim=128, input_tdim=128,
+                     model_size="tiny", pretrain_stage=True, mask_mode="fast")
+    x = fe(torch.randn(2, 16000) * 0.1)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x, "pretrain_mpc", mask_patch=20)
+    assert {d["op"] for d in dispatch.record()} == {"attention", "infonce", "layer_norm", "fbank", "masks"}
+    assert all(d["source"] == "rule" for d in dispatch.record())  # the CPU: fixed rules
 
 
 # ---- training hooks -----------------------------------------------------------------------

@@ -164,7 +164,7 @@ def test_encoder_fused_schedule_as_accurate_as_plain_blocks(monkeypatch):
 
     ref_l, ref_g = run(bf16=False)
     fused_l, fused_g = run()
-    monkeypatch.setattr(E, "fused_applies", lambda x, norm: False)
+    monkeypatch.setattr(E.layer_norm, "resolve_backend", lambda x, backend="auto", *, norm: "torch")
     monkeypatch.setattr(L, "_CPU_OK", False)
     plain_l, plain_g = run()
     torch.testing.assert_close(fused_l, plain_l, rtol=5e-3, atol=0)
@@ -192,3 +192,22 @@ def test_fused_encoder_compiles_fullgraph_under_autocast():
         got = compiled(x, i1, i2)
         want = model.joint_losses(x, i1, i2)
     assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def test_resolve_backend_choices():
+    """auto: the fused kernels under CPU bf16 autocast only (and recorded); explicit choices."""
+    from ssast_fast.ops import dispatch
+
+    norm = torch.nn.LayerNorm(64, eps=1e-6)
+    x = torch.randn(2, 10, 64)
+    dispatch.reset()
+    assert L.resolve_backend(x, norm=norm) == "torch"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert L.resolve_backend(x, norm=norm) == ("cpp" if L.available() else "torch")
+        assert L.resolve_backend(x, "torch", norm=norm) == "torch"
+    assert {d["op"] for d in dispatch.record()} == {"layer_norm"}
+    dispatch.reset()
+    with pytest.raises(ValueError, match="unknown backend"):
+        L.resolve_backend(x, "triton", norm=norm)
+    with pytest.raises(ValueError, match="float32 CPU input"):
+        L.resolve_backend(x.double(), "cpp", norm=norm)
