@@ -19,7 +19,7 @@ _GEOMETRY = ("task", "fstride", "tstride", "target_length", "num_mel_bins", "dat
 _OPTIONAL = {"sample_rate": 16000, "loss": "BCE", "label_csv": None}
 
 
-def add_export_command(sub) -> None:
+def add_command(sub) -> None:
     """Add the ``export`` sub-command to the CLI's sub-parsers."""
     e = sub.add_parser("export", help="a fine-tuned model as ONNX or a Hugging Face transformers folder")
     e.add_argument("--checkpoint", required=True,
