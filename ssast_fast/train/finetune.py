@@ -26,9 +26,10 @@ from ssast_fast.train.build import autocast, build_dataset, build_finetune_model
 from ssast_fast.train.config import FinetuneConfig
 from ssast_fast.train.distributed import DistInfo, all_gather_objects
 from ssast_fast.train.evaluation import SUMMARY_KEYS, evaluate, loss_fn
-from ssast_fast.train.loop import Evaluation, Stage, train
+from ssast_fast.train.loop import train
 from ssast_fast.train.metrics import calculate_stats
 from ssast_fast.train.schedules import epoch_decay, plateau
+from ssast_fast.train.stage import Evaluation, Stage
 from ssast_fast.train.state import Checkpointer
 
 HEAD_PARAMS = ("mlp_head.",)

@@ -6,16 +6,13 @@ steps with warm-up, logging, periodic checkpoints (:mod:`~ssast_fast.train.state
 that keep the best model, step the lr schedule and add a row to ``result.csv``
 (:mod:`~ssast_fast.train.logs`), and at the end summary.json, plots and a printed summary.
 What differs between the stages -- the model, optimizer and schedule, the step, the evaluation
-and its cadence, the end-of-run extras -- is a :class:`Stage`.
+and its cadence, the end-of-run extras -- is a :class:`~ssast_fast.train.stage.Stage`.
 """
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-
 import torch
-from torch import nn
 
 from ssast_fast.train import backends
 from ssast_fast.train.build import TaskModule, build_data, make_loader, model_input, steps_per_epoch
@@ -25,110 +22,9 @@ from ssast_fast.train.logs import MetricsLog, Throughput, plot_curves, print_sum
     write_result_csv
 from ssast_fast.train.progress import Progress
 from ssast_fast.train.schedules import apply_warmup, step_scheduler
+from ssast_fast.train.stage import Stage
 from ssast_fast.train.state import Checkpointer, check_finite, checkpoint_extra, load_resume_checkpoint, \
     restore_training_state, seed_everything
-
-
-@dataclass
-class Evaluation:
-    """One evaluation: ``metric`` picks the best model (higher is better), ``plateau`` feeds a
-    plateau schedule, ``row`` goes to the metrics log, ``result`` to result.csv, ``last`` to the summary."""
-
-    metric: float
-    plateau: float
-    row: dict
-    result: list[float]
-    last: dict
-
-
-class Stage:
-    """What pretraining and fine-tuning do differently; :func:`train` calls these.
-
-    Attributes: ``name`` (progress, summary ``stage``), ``title`` (printed), ``terms`` (names of the
-    per-step values :meth:`step` returns, the loss first), ``window_terms`` (how many of them are
-    averaged since the last evaluation for result.csv), ``window_keys`` / ``best_key`` (their names
-    in the checkpoint's loop state), ``train_columns`` (a training log row's keys, in order),
-    ``result_rows`` (rows result.csv is padded to), ``evaluates_per_epoch`` (evaluate at the end of
-    every epoch, else when :meth:`evaluation_due`), ``warmup`` (warm up the lr), ``curves`` (the
-    ``(split, key)`` panels of curves.png), ``logs`` (files named in the printed summary).
-    """
-
-    name: str
-    title: str
-    terms: tuple[str, ...]
-    window_terms: int
-    window_keys: tuple[str, str]
-    best_key: str
-    train_columns: tuple[str, ...]
-    result_rows: int | None = None
-    evaluates_per_epoch: bool = False
-    warmup: bool = True
-    curves: list[tuple[str, str]]
-    logs: str
-
-    def __init__(self, config: RunConfig) -> None:
-        self.config = config
-
-    def read_files(self) -> None:
-        """Read the files a fresh run starts from (before anything is written)."""
-
-    def labels(self):
-        """The LabelMap of the data."""
-        raise NotImplementedError
-
-    def build_model(self, ck: dict | None) -> nn.Module:
-        """The model (on the CPU): from the checkpoint ``ck`` when resuming."""
-        raise NotImplementedError
-
-    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        raise NotImplementedError
-
-    def scheduler(self, optimizer: torch.optim.Optimizer):
-        raise NotImplementedError
-
-    def state(self) -> dict:
-        """The stage's own loop state for the checkpoint (also its fresh values)."""
-        return {}
-
-    def restore(self, extra: dict) -> None:
-        """Take the stage's own loop state back from a checkpoint's ``extra``."""
-
-    def step(self, run: "Trainer", x: torch.Tensor, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """One training forward -> (loss to differentiate, 1-D tensor of the values named ``terms``)."""
-        raise NotImplementedError
-
-    def evaluation_due(self, step: int) -> bool:
-        """True: evaluate after this step (stages that evaluate every ``n`` steps)."""
-        return False
-
-    def evaluate(self, run: "Trainer", window: list[float], lr: float) -> Evaluation:
-        """Validate ``run.net`` (``window``: mean training values since the last evaluation)."""
-        raise NotImplementedError
-
-    def best_position(self, step: int, epoch: int) -> int:
-        """What the checkpoint records with a new best (a step or an epoch number)."""
-        raise NotImplementedError
-
-    def epoch_model(self, step: int, epochs_done: int) -> int | None:
-        """N of ``models/audio_model.<N>.pth`` to write at this evaluation, or None."""
-        raise NotImplementedError
-
-    def after_evaluation(self, run: "Trainer", ev: Evaluation) -> None:
-        """Called on every rank once an evaluation is saved and logged."""
-
-    def summary(self, run: "Trainer") -> dict:
-        """The stage's best-model entries of summary.json."""
-        raise NotImplementedError
-
-    def finish(self, run: "Trainer", summary: dict) -> None:
-        """Collective work after the last epoch (adds to ``summary``)."""
-
-    def plots(self, run: "Trainer") -> None:
-        """Rank 0: pictures beside curves.png."""
-
-    def summary_lines(self, run: "Trainer", summary: dict) -> dict:
-        """The stage's lines of the printed summary."""
-        raise NotImplementedError
 
 
 def start_run(config: RunConfig) -> DistInfo:

@@ -25,8 +25,9 @@ from ssast_fast.train.build import autocast, build_pretrain_model, clip_input, l
 from ssast_fast.train.config import VAL_MASK_PATCH, PretrainConfig
 from ssast_fast.train.distributed import all_reduce_mean
 from ssast_fast.train.logs import plot_mask
-from ssast_fast.train.loop import Evaluation, Stage, train
+from ssast_fast.train.loop import train
 from ssast_fast.train.schedules import plateau
+from ssast_fast.train.stage import Evaluation, Stage
 
 
 def run_task(net, x: torch.Tensor, config: PretrainConfig, mask_patch: int, cluster: bool):
