@@ -69,7 +69,7 @@ def build_finetune_model(config: FinetuneConfig, pretrained) -> ASTModel:
                     **model_options(config))
 
 
-def model_from_weights(sd: dict[str, torch.Tensor], config: FinetuneConfig | InferenceConfig, mask_mode: str = "reference") -> ASTModel:
+def model_from_weights(sd: dict[str, torch.Tensor], config: InputConfig, mask_mode: str = "reference") -> ASTModel:
     """Rebuild a model (pretraining or fine-tuned) around a saved state dict.
 
     Patch shape comes from ``v.patch_embed.proj.weight``; a pretraining state dict gives its input

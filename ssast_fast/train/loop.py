@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+
 import torch
 
 from ssast_fast.train import backends
