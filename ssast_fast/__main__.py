@@ -1,3 +1,3 @@
-from ssast_fast.cli import main
+from ssast_fast.cli.parser import main
 
 raise SystemExit(main())

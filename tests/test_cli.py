@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from ssast_fast.cli import PRESETS, _apply_preset, build_parser, main
+from ssast_fast.cli import build_parser, main
+from ssast_fast.cli.train import PRESETS, apply_preset
 from ssast_fast.data.synth import make_tiny_dataset
 
 COMMANDS = ("smoke", "run", "pretrain", "finetune", "eval", "embed")
@@ -72,7 +73,7 @@ def test_run_takes_every_run_py_argument_with_its_default():
 
 
 def test_docs_table_covers_every_run_py_argument():
-    from ssast_fast.train.options import REFERENCE_ARGS
+    from ssast_fast.cli.options import REFERENCE_ARGS
 
     doc = open(os.path.join(os.path.dirname(__file__), "..", "docs", "cli.md")).read()
     table = doc[doc.index("| argument |"):]
@@ -89,7 +90,7 @@ def test_no_run_option_begins_with_pretrain_but_the_model_path():
 
 
 def test_ignored_arguments_say_so_in_help():
-    from ssast_fast.train.options import REFERENCE_ARGS
+    from ssast_fast.cli.options import REFERENCE_ARGS
 
     helps = {cmd: {o: a.help for a in _sub(cmd)._actions for o in a.option_strings} for cmd in ("run", "pretrain",
                                                                                                 "finetune")}
@@ -133,13 +134,13 @@ def test_unusable_run_py_defaults_name_the_flag(tmp_path, capsys, extra, flags):
 def test_presets_fill_values_and_flags_win():
     argv = ["finetune", "--preset", "esc50-finetune", "--data-train", "x.json", "--exp-dir", "e", "--lr", "3e-4"]
     p = build_parser()
-    _apply_preset(p, argv)
+    apply_preset(p, argv)
     a = p.parse_args(argv)
     assert (a.n_class, a.target_length, a.freqm, a.timem, a.loss, a.metrics, a.fstride) == (50, 512, 24, 96, "CE", "acc", 10)
     assert a.noise is True and a.warmup is False and a.lrscheduler_decay == 0.85 and a.lr == 3e-4
     argv = ["pretrain", "--preset=as-frame-pretrain", "--data-train", "x.json", "--exp-dir", "e"]
     p = build_parser()
-    _apply_preset(p, argv)
+    apply_preset(p, argv)
     a = p.parse_args(argv)
     assert (a.fshape, a.tshape, a.mask_patch, a.epoch_iter, a.batch_size, a.lr_patience) == (128, 2, 400, 4000, 24, 2)
     sc = PRESETS["speechcommands-finetune"]
@@ -225,3 +226,27 @@ def test_pretrain_bf16_runs_the_fused_cpu_kernels(tmp_path, capsys):
     rows = [json.loads(x) for x in open(os.path.join(pre, "metrics.jsonl"))]
     losses = [r[k] for r in rows for k in ("nce", "mse") if k in r]
     assert losses and all(math.isfinite(v) for v in losses)
+
+
+@pytest.mark.parametrize("argv,cls,given", [
+    (["pretrain"], "PretrainConfig", {"data_train": "t.json", "exp_dir": "e"}),
+    (["finetune"], "FinetuneConfig", {"data_train": "t.json", "exp_dir": "e", "label_csv": "l.csv", "n_class": 2}),
+    (["eval"], "EvalConfig", {"checkpoint": "m.pth", "data_eval": "t.json", "exp_dir": "e"}),
+    (["embed"], "EmbedConfig", {"checkpoint": "m.pth", "data": "t.json", "out": "e"}),
+])
+def test_command_defaults_are_the_config_defaults(argv, cls, given):
+    """A command's defaults are its config's: the same run from the CLI and from Python."""
+    import dataclasses
+
+    from ssast_fast.train import config as configs
+
+    flags = {"data_train": "--data-train", "exp_dir": "--exp-dir", "label_csv": "--label-csv", "n_class": "--n_class",
+             "checkpoint": "--checkpoint", "data_eval": "--data-eval", "data": "--data", "out": "--out"}
+    args = build_parser().parse_args(argv + [a for k, v in given.items() for a in (flags[k], str(v))])
+    config = getattr(configs, cls)(**given)
+    fields = [f.name for f in dataclasses.fields(config) if f.name not in given and f.name != "cli_args"]
+    assert len(fields) > 15
+    # eval and embed have no --seed (their loaders use seed 0)
+    assert [n for n in fields if not hasattr(args, n)] == ([] if argv[0] in ("pretrain", "finetune") else ["seed"])
+    for name in fields:
+        assert getattr(args, name, 0) == getattr(config, name), name

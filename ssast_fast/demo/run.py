@@ -3,7 +3,7 @@ fine-tune it on the few labeled clips, fine-tune the same architecture from scra
 budget, and compare both on the test split.
 
 Every stage runs the project's own pipeline (``ssast_fast.train.pretrain.pretrain`` and
-``ssast_fast.train.finetune.finetune`` with a namespace parsed by the project's CLI parser):
+``ssast_fast.train.finetune.finetune`` with the configs :func:`pretrain_config` / :func:`finetune_config` build):
 waveforms from the reference-format JSON, fbank through ``FrontEnd`` in the step, fast masks,
 one shared mask for both heads (``--shared-mask``), batched heads, SDPA attention.
 "Scratch" fine-tunes from the untrained initial weights of the same pretraining model (same
@@ -20,12 +20,19 @@ import os
 import platform
 import statistics
 import time
-from argparse import Namespace
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
+from ssast_fast.checkpoint import load_training_checkpoint, save_reference
+from ssast_fast.data import load_audio
 from ssast_fast.demo.corpus import CorpusConfig, EspeakMissing, build_corpus
+from ssast_fast.train.build import build_frontend, build_pretrain_model, model_from_weights
+from ssast_fast.train.config import FinetuneConfig, PretrainConfig
+from ssast_fast.train.finetune import finetune
+from ssast_fast.train.logs import MetricsLog, plot_curves, plot_mask
+from ssast_fast.train.pretrain import pretrain
+from ssast_fast.train.state import seed_everything
 
 
 def default_precision() -> str:
@@ -74,31 +81,24 @@ PRESETS = {
 }
 
 
-def _parse(argv: list[str]) -> Namespace:
-    from ssast_fast.cli import build_parser
-
-    return build_parser().parse_args(argv)
-
-
-def _common_argv(cfg: DemoConfig, corpus_dir: str, stats: dict, seed: int, progress: bool) -> list[str]:
-    return ["--model_size", cfg.model_size, "--fshape", str(cfg.fshape), "--tshape", str(cfg.tshape),
-            "--fstride", str(cfg.fshape), "--tstride", str(cfg.tshape), "--target_length", str(cfg.target_length),
-            "--num_mel_bins", str(cfg.num_mel_bins), "--dataset_mean", repr(stats["mean"]),
-            "--dataset_std", repr(stats["std"]), "--attn-backend", "sdpa", "--precision", cfg.precision, "--seed", str(seed),
-            "--num-workers", "0", "--progress" if progress else "--no-progress",
-            "--data-val", os.path.join(corpus_dir, "val.json")]
+def _shared(cfg: DemoConfig, corpus_dir: str, stats: dict, seed: int, progress: bool) -> dict:
+    """The settings every stage shares: model, input, validation split, runtime."""
+    return dict(model_size=cfg.model_size, fshape=cfg.fshape, tshape=cfg.tshape, target_length=cfg.target_length,
+                num_mel_bins=cfg.num_mel_bins, dataset_mean=stats["mean"], dataset_std=stats["std"],
+                attn_backend="sdpa", precision=cfg.precision, seed=seed, num_workers=0, progress=progress,
+                data_val=os.path.join(corpus_dir, "val.json"))
 
 
-def pretrain_args(cfg: DemoConfig, corpus_dir: str, stats: dict, seed: int, exp_dir: str, progress: bool) -> Namespace:
+def pretrain_config(cfg: DemoConfig, corpus_dir: str, stats: dict, seed: int, exp_dir: str,
+                    progress: bool) -> PretrainConfig:
+    """pretrain_joint on the unlabeled split: fast masks, one shared mask for both heads, a
+    validation (and checkpoint) every epoch."""
     n = int(json.load(open(os.path.join(corpus_dir, "manifest.json")))["counts"]["pretrain"])
-    per_epoch = max(1, n // cfg.pretrain_batch)
-    return _parse(["pretrain", "--data-train", os.path.join(corpus_dir, "pretrain.json"), "--exp-dir", exp_dir,
-                   "--task", "pretrain_joint", "--mask-mode", "fast", "--shared-mask",
-                   "--mask_patch", str(cfg.mask_patch), "--batch-size", str(cfg.pretrain_batch),
-                   "--lr", str(cfg.pretrain_lr), "--n-epochs", str(cfg.pretrain_epochs), "--warmup", "True",
-                   "--warmup-steps", str(cfg.pretrain_warmup), "--epoch_iter", str(per_epoch),
-                   "--lr_patience", "2", "--n-print-steps", "5"]
-                  + _common_argv(cfg, corpus_dir, stats, seed, progress))
+    return PretrainConfig(data_train=os.path.join(corpus_dir, "pretrain.json"), exp_dir=exp_dir,
+                          task="pretrain_joint", mask_mode="fast", shared_mask=True, mask_patch=cfg.mask_patch,
+                          batch_size=cfg.pretrain_batch, lr=cfg.pretrain_lr, n_epochs=cfg.pretrain_epochs,
+                          warmup_steps=cfg.pretrain_warmup, epoch_iter=max(1, n // cfg.pretrain_batch),
+                          lr_patience=2, n_print_steps=5, **_shared(cfg, corpus_dir, stats, seed, progress))
 
 
 def repeated_train_json(corpus_dir: str, repeat: int, out_dir: str) -> str:
@@ -115,37 +115,30 @@ def repeated_train_json(corpus_dir: str, repeat: int, out_dir: str) -> str:
     return path
 
 
-def finetune_args(cfg: DemoConfig, corpus_dir: str, stats: dict, seed: int, exp_dir: str, init: str,
-                  progress: bool, train_json: str | None = None) -> Namespace:
+def finetune_config(cfg: DemoConfig, corpus_dir: str, stats: dict, seed: int, exp_dir: str, init: str,
+                    progress: bool, train_json: str | None = None) -> FinetuneConfig:
+    """ft_avgtok on the labeled split from ``init``, the test split scored with the best model."""
     e = cfg.finetune_epochs
-    return _parse(["finetune", "--data-train", train_json or os.path.join(corpus_dir, "train.json"),
-                   "--data-eval", os.path.join(corpus_dir, "test.json"),
-                   "--label-csv", os.path.join(corpus_dir, "labels.csv"), "--n_class", str(len(cfg.corpus.keywords)),
-                   "--exp-dir", exp_dir, "--pretrained_mdl_path", init, "--task", "ft_avgtok",
-                   "--batch-size", str(cfg.finetune_batch), "--lr", str(cfg.finetune_lr), "--head_lr", str(cfg.head_lr),
-                   "--n-epochs", str(e), "--warmup", "False", "--lrscheduler_start", str(max(1, e // 2)),
-                   "--lrscheduler_step", "1", "--lrscheduler_decay", "0.7", "--loss", "CE",
-                   "--metrics", "acc", "--freqm", str(cfg.freqm), "--timem", str(cfg.timem),
-                   "--n-print-steps", "2"]
-                  + _common_argv(cfg, corpus_dir, stats, seed, progress))
+    return FinetuneConfig(data_train=train_json or os.path.join(corpus_dir, "train.json"),
+                          data_eval=os.path.join(corpus_dir, "test.json"),
+                          label_csv=os.path.join(corpus_dir, "labels.csv"), n_class=len(cfg.corpus.keywords),
+                          exp_dir=exp_dir, pretrained_mdl_path=init, task="ft_avgtok", fstride=cfg.fshape,
+                          tstride=cfg.tshape, batch_size=cfg.finetune_batch, lr=cfg.finetune_lr, head_lr=cfg.head_lr,
+                          n_epochs=e, warmup=False, lrscheduler_start=max(1, e // 2), lrscheduler_step=1,
+                          lrscheduler_decay=0.7, loss="CE", metrics="acc", freqm=cfg.freqm, timem=cfg.timem,
+                          n_print_steps=2, **_shared(cfg, corpus_dir, stats, seed, progress))
 
 
-def _scratch_init(args: Namespace, path: str) -> None:
+def _scratch_init(config: PretrainConfig, path: str) -> None:
     """The untrained pretraining model of this seed (the pretraining stage's own initial weights)."""
-    from ssast_fast.checkpoint import save_reference
-    from ssast_fast.train import common as C
-
-    C.seed_everything(args.seed)
-    save_reference(C.build_pretrain_model(args), path)
+    seed_everything(config.seed)
+    save_reference(build_pretrain_model(config), path)
 
 
 def run_seed(cfg: DemoConfig, corpus_dir: str, stats: dict, seed: int, out: str, progress: bool, log=print) -> dict:
-    from ssast_fast.train.finetune import finetune
-    from ssast_fast.train.pretrain import pretrain
-
     os.makedirs(out, exist_ok=True)
     times = {}
-    pa = pretrain_args(cfg, corpus_dir, stats, seed, os.path.join(out, "pretrain"), progress)
+    pa = pretrain_config(cfg, corpus_dir, stats, seed, os.path.join(out, "pretrain"), progress)
     init = os.path.join(out, "init_untrained.pth")
     _scratch_init(pa, init)
 
@@ -159,8 +152,8 @@ def run_seed(cfg: DemoConfig, corpus_dir: str, stats: dict, seed: int, out: str,
     train_json = repeated_train_json(corpus_dir, cfg.finetune_repeat, out)
     for arm, src in (("pretrained", pre_ckpt), ("scratch", init)):
         log(f"[seed {seed}] fine-tuning from {arm} weights (labeled split) ...")
-        fa = finetune_args(cfg, corpus_dir, stats, seed, os.path.join(out, f"finetune_{arm}"), src, progress,
-                           train_json)
+        fa = finetune_config(cfg, corpus_dir, stats, seed, os.path.join(out, f"finetune_{arm}"), src, progress,
+                             train_json)
         t = time.perf_counter()
         s = finetune(fa)
         times[f"finetune_{arm}"] = time.perf_counter() - t
@@ -200,73 +193,43 @@ def table(results: list[dict], corpus_s: float | None) -> str:
     return head + "\n".join(f"| {a} | {b} |" for a, b in rows) + "\n"
 
 
-def plot_curves(seed_dir: str, path: str) -> None:
-    import matplotlib
+def demo_curves(seed_dir: str, path: str) -> None:
+    """demo_curves.png: pretraining loss and masked accuracy, then both fine-tuning arms' training
+    loss and validation accuracy."""
+    def log(stage: str) -> MetricsLog:
+        return MetricsLog(os.path.join(seed_dir, stage))
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ssast_fast.train.common import MetricsLog
-
-    def rows(stage):
-        return MetricsLog(os.path.join(seed_dir, stage)).rows()
-
-    fig, ax = plt.subplots(1, 3, figsize=(12, 3.3))
-    pre = [r for r in rows("pretrain") if r["split"] == "train"]
-    ax[0].plot([r["step"] for r in pre], [r["loss"] for r in pre], label="train loss (nce + 10 mse)")
-    a2 = ax[0].twinx()
-    a2.plot([r["step"] for r in pre], [r["acc"] for r in pre], color="C1", label="masked acc")
-    a2.set_ylabel("masked-patch accuracy", color="C1")
-    ax[0].set_title("pretraining (unlabeled)")
-    ax[0].set_xlabel("step")
-    ax[0].set_ylabel("loss")
-    for arm, c in (("pretrained", "C0"), ("scratch", "C3")):
-        r = rows(f"finetune_{arm}")
-        tr = [x for x in r if x["split"] == "train"]
-        va = [x for x in r if x["split"] == "val"]
-        ax[1].plot([x["step"] for x in tr], [x["loss"] for x in tr], color=c, label=arm)
-        ax[2].plot([x["epoch"] for x in va], [x["acc"] for x in va], color=c, marker=".", label=arm)
-    ax[1].set_title("fine-tuning: train loss")
-    ax[1].set_xlabel("step")
-    ax[2].set_title("fine-tuning: validation accuracy")
-    ax[2].set_xlabel("epoch")
-    for a in ax[1:]:
-        a.legend()
-    for a in ax:
-        a.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    arms = {arm: log(f"finetune_{arm}") for arm in ("pretrained", "scratch")}
+    plot_curves(path, [
+        ("pretraining (unlabeled): loss (nce + 10 mse)", "step", {None: log("pretrain").series("train", "loss")}),
+        ("pretraining: masked-patch accuracy", "step", {None: log("pretrain").series("train", "acc")}),
+        ("fine-tuning: train loss", "step", {arm: m.series("train", "loss") for arm, m in arms.items()}),
+        ("fine-tuning: validation accuracy", "epoch", {arm: m.series("val", "acc", x="epoch") for arm, m in arms.items()}),
+    ], width=3.2, dpi=80)
 
 
-@torch.no_grad()
-def plot_mask(seed_dir: str, corpus_dir: str, args: Namespace, path: str, seed: int) -> None:
-    """A test clip, masked by the pretrained model's ``visualize_mask``, with its predictions."""
-    from ssast_fast.checkpoint import load_training_checkpoint
-    from ssast_fast.data import load_audio
-    from ssast_fast.train import common as C
-
+def mask_predictions(seed_dir: str, corpus_dir: str, config: PretrainConfig, path: str) -> None:
+    """mask_predictions.png: the first test clip, masked by the pretrained model, with its predictions."""
     sd = load_training_checkpoint(os.path.join(seed_dir, "pretrain", "checkpoints", "last.pt"))["model"]
-    model = C.model_from_weights(sd, args).eval()
+    model = model_from_weights(sd, config, config.mask_mode)
     entry = json.load(open(os.path.join(corpus_dir, "test.json")))["data"][0]
     wave = load_audio(os.path.join(corpus_dir, entry["wav"]), 16000)
-    x = C.build_frontend(args, False)(wave[None], torch.tensor([wave.shape[0]]))
-    torch.manual_seed(seed)
-    pred, masked = model(x, "visualize_mask", cluster=model.cluster,
-                         mask_patch=min(args.mask_patch, model.max_mask_patch()))
-    C.plot_mask(x[0].T, masked[0, 0], pred[0, 0], path)
+    with torch.no_grad():
+        x = build_frontend(config, False)(wave[None], torch.tensor([wave.shape[0]]))
+    torch.manual_seed(config.seed)
+    plot_mask(model, x, config.mask_patch, path)
 
 
-def main(args: Namespace) -> int:
-    cfg = PRESETS["smoke" if args.smoke else "quick" if args.quick else "full"]
-    over = {k: getattr(args, k) for k in ("pretrain_epochs", "finetune_epochs", "mask_patch") if getattr(args, k) is not None}
-    cfg = replace(cfg, **over)
-    if args.n_pretrain is not None:
-        cfg = replace(cfg, corpus=replace(cfg.corpus, n_pretrain=args.n_pretrain))
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    seeds = [int(s) for s in str(args.seeds).split(",")] if args.seeds else [args.seed]
-    out = args.out
+def run_demo(out: str, seeds: list[int], mode: str = "full", *, overrides: dict | None = None,
+             n_pretrain: int | None = None, threads: int = 0, progress: bool = True) -> int:
+    """The demo in folder ``out`` for each of ``seeds``: ``mode`` names a preset of :data:`PRESETS`,
+    ``overrides`` replace :class:`DemoConfig` fields, ``n_pretrain`` the unlabeled clip count;
+    ``threads``: torch threads (0: torch's default) -> exit status (2: espeak-ng missing)."""
+    cfg = replace(PRESETS[mode], **(overrides or {}))
+    if n_pretrain is not None:
+        cfg = replace(cfg, corpus=replace(cfg.corpus, n_pretrain=n_pretrain))
+    if threads:
+        torch.set_num_threads(threads)
     os.makedirs(out, exist_ok=True)
     t_all = time.perf_counter()
     corpus_dir = os.path.join(out, "corpus")
@@ -284,18 +247,18 @@ def main(args: Namespace) -> int:
     stats = man["stats"]
     results = []
     for s in seeds:
-        results.append(run_seed(cfg, corpus_dir, stats, s, os.path.join(out, f"seed{s}"), args.progress))
+        results.append(run_seed(cfg, corpus_dir, stats, s, os.path.join(out, f"seed{s}"), progress))
     s0 = os.path.join(out, f"seed{seeds[0]}")
-    plot_curves(s0, os.path.join(out, "demo_curves.png"))
-    pa = pretrain_args(cfg, corpus_dir, stats, seeds[0], os.path.join(s0, "pretrain"), False)
-    plot_mask(s0, corpus_dir, pa, os.path.join(out, "mask_predictions.png"), seeds[0])
+    demo_curves(s0, os.path.join(out, "demo_curves.png"))
+    pa = pretrain_config(cfg, corpus_dir, stats, seeds[0], os.path.join(s0, "pretrain"), False)
+    mask_predictions(s0, corpus_dir, pa, os.path.join(out, "mask_predictions.png"))
     total = time.perf_counter() - t_all
     md = table(results, corpus_s)
     try:
         cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
     except OSError:
         cpu = platform.processor()
-    info = {"mode": "smoke" if args.smoke else "quick" if args.quick else "full", "seeds": seeds,
+    info = {"mode": mode, "seeds": seeds,
             "config": asdict(cfg), "corpus": {"dir": corpus_dir, "counts": man["counts"], "reused": man["reused"],
                                               "config_hash": man["config_hash"], "seconds": corpus_s},
             "machine": {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__},

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ssast_fast.export import metadata as M
+from ssast_fast.export import metadata as export_metadata
 from ssast_fast.export.hf_keys import to_transformers_keys
 
 CODES = ("auto", "plain", "custom")
@@ -100,7 +100,7 @@ def _write_feature_extractor(model, out_dir: str, dataset_mean: float, dataset_s
 
 
 def to_transformers(model: torch.nn.Module, out_dir: str | os.PathLike, task: str = "ft_avgtok", *,
-                    dataset_mean: float = M.DEFAULT_MEAN, dataset_std: float = M.DEFAULT_STD,
+                    dataset_mean: float = export_metadata.DEFAULT_MEAN, dataset_std: float = export_metadata.DEFAULT_STD,
                     labels: Sequence[str] | None = None, loss: str = "BCE", sample_rate: int = 16000,
                     code: str = "auto", feature_extractor: bool = True) -> str:
     """Write ``model`` (fine-tuned, run with ``task``) as a transformers folder -> ``out_dir``.
@@ -113,23 +113,23 @@ def to_transformers(model: torch.nn.Module, out_dir: str | os.PathLike, task: st
     16 kHz (ValueError otherwise unless ``feature_extractor=False``, which leaves the file out:
     then build inputs with ``ssast_fast.features.FrontEnd``; the pipeline will not work).
     """
-    model = M.finetuned(model, task)
+    model = export_metadata.finetuned(model, task)
     if code not in CODES:
         raise ValueError(f"to_transformers: code must be one of {CODES}, got {code!r}")
-    M.check_stats(dataset_mean, dataset_std, sample_rate)
+    export_metadata.check_stats(dataset_mean, dataset_std, sample_rate)
     if feature_extractor and sample_rate != FEATURE_EXTRACTOR_RATE:
         raise ValueError(
             f"to_transformers: the model was trained on {sample_rate} Hz fbanks, but transformers' ASTFeatureExtractor "
             f"computes SSAST's fbank only at {FEATURE_EXTRACTOR_RATE} Hz, so pipeline() would feed it wrong inputs. "
             "Pass feature_extractor=False to export the model without preprocessor_config.json and build its "
             f"inputs with ssast_fast.features.FrontEnd(sample_rate={sample_rate}, ...)")
-    M.import_optional("transformers", "to_transformers")
-    M.import_optional("safetensors", "to_transformers")
+    export_metadata.import_optional("transformers", "to_transformers")
+    export_metadata.import_optional("safetensors", "to_transformers")
     from safetensors.torch import save_file
 
-    n = M.num_labels(model)
-    names = M.label_names(labels, n)
-    ptype = M.problem_type(loss, n)
+    n = export_metadata.num_labels(model)
+    names = export_metadata.label_names(labels, n)
+    ptype = export_metadata.problem_type(loss, n)
     blockers = plain_blockers(model, task)
     if code == "plain" and blockers:
         raise ValueError("to_transformers: cannot be a plain ASTForAudioClassification folder: " + "; ".join(blockers)
@@ -139,7 +139,7 @@ def to_transformers(model: torch.nn.Module, out_dir: str | os.PathLike, task: st
 
     config = _config(model, code, task, names, ptype)
     provenance = {"task": task, "code": code, "dataset_mean": float(dataset_mean), "dataset_std": float(dataset_std),
-                  "loss": loss, "fbank": M.fbank_settings(model, sample_rate)}
+                  "loss": loss, "fbank": export_metadata.fbank_settings(model, sample_rate)}
     out_dir = os.fspath(out_dir)
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
@@ -166,7 +166,7 @@ def to_transformers(model: torch.nn.Module, out_dir: str | os.PathLike, task: st
 def load_transformers_model(out_dir: str | os.PathLike):
     """The folder's ``AutoModelForAudioClassification`` in eval mode. Runs the folder's
     ``modeling_ssast.py`` when it has one: call it on folders ``to_transformers`` wrote (or you trust)."""
-    transformers = M.import_optional("transformers", "load_transformers_model")
+    transformers = export_metadata.import_optional("transformers", "load_transformers_model")
     custom = os.path.exists(os.path.join(os.fspath(out_dir), MODELING_FILE))
     return transformers.AutoModelForAudioClassification.from_pretrained(
         os.fspath(out_dir), trust_remote_code=custom).eval()
@@ -176,6 +176,6 @@ def load_transformers_model(out_dir: str | os.PathLike):
 def check_transformers(out_dir: str | os.PathLike, model: torch.nn.Module, task: str,
                        inputs: Sequence[torch.Tensor]) -> list[float]:
     """rel-L2 between the folder's logits and ``model``'s for each input [B, frames, bins]."""
-    ref = M.reference_copy(M.finetuned(model, task))
+    ref = export_metadata.reference_copy(export_metadata.finetuned(model, task))
     hf = load_transformers_model(out_dir)
-    return [M.rel_l2(hf(input_values=x.float()).logits, ref(x.float(), task)) for x in inputs]
+    return [export_metadata.rel_l2(hf(input_values=x.float()).logits, ref(x.float(), task)) for x in inputs]

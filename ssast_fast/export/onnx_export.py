@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ssast_fast.export import metadata as M
+from ssast_fast.export import metadata as export_metadata
 
 INPUT_NAME, OUTPUT_NAME = "spectrogram", "logits"
 _JSON_KEYS = ("fbank", "labels")
@@ -52,7 +52,7 @@ def _quiet_exporter():
 
 
 def to_onnx(model: nn.Module, path: str | os.PathLike, task: str = "ft_avgtok", dynamic_batch: bool = True, *,
-            dataset_mean: float = M.DEFAULT_MEAN, dataset_std: float = M.DEFAULT_STD,
+            dataset_mean: float = export_metadata.DEFAULT_MEAN, dataset_std: float = export_metadata.DEFAULT_STD,
             labels: Sequence[str] | None = None, loss: str = "BCE", sample_rate: int = 16000,
             opset: int | None = None) -> str:
     """Export ``model`` (fine-tuned, run with ``task``) to the ONNX file ``path`` -> ``path``.
@@ -63,13 +63,13 @@ def to_onnx(model: nn.Module, path: str | os.PathLike, task: str = "ft_avgtok", 
     ``LABEL_i``). ``loss``: "BCE" (multi-label, sigmoid scores) or "CE" (single-label, softmax).
     ``opset``: ONNX opset (default: the exporter's).
     """
-    model = M.finetuned(model, task)
-    M.check_stats(dataset_mean, dataset_std, sample_rate)
-    names = M.label_names(labels, M.num_labels(model))
-    ptype = M.problem_type(loss, len(names))
-    M.import_optional("onnx", "to_onnx")
-    M.import_optional("onnxscript", "to_onnx (torch's dynamo ONNX exporter)")
-    ref = M.reference_copy(model)
+    model = export_metadata.finetuned(model, task)
+    export_metadata.check_stats(dataset_mean, dataset_std, sample_rate)
+    names = export_metadata.label_names(labels, export_metadata.num_labels(model))
+    ptype = export_metadata.problem_type(loss, len(names))
+    export_metadata.import_optional("onnx", "to_onnx")
+    export_metadata.import_optional("onnxscript", "to_onnx (torch's dynamo ONNX exporter)")
+    ref = export_metadata.reference_copy(model)
     # Batch 2 as the example: torch.export specialises sizes 0 and 1.
     x = torch.zeros(2 if dynamic_batch else 1, model.input_tdim, model.input_fdim)
     dynamic = {INPUT_NAME: {0: torch.export.Dim("batch", min=1)}} if dynamic_batch else None
@@ -78,7 +78,7 @@ def to_onnx(model: nn.Module, path: str | os.PathLike, task: str = "ft_avgtok", 
                                     output_names=[OUTPUT_NAME], dynamic_shapes=dynamic, opset_version=opset,
                                     verbose=False, report=False)
     meta = {"task": task, "dataset_mean": repr(float(dataset_mean)), "dataset_std": repr(float(dataset_std)),
-            "problem_type": ptype, "fbank": json.dumps(M.fbank_settings(model, sample_rate)),
+            "problem_type": ptype, "fbank": json.dumps(export_metadata.fbank_settings(model, sample_rate)),
             "labels": json.dumps(names)}
     for k, v in meta.items():
         program.model.metadata_props[k] = v
@@ -96,7 +96,7 @@ def to_onnx(model: nn.Module, path: str | os.PathLike, task: str = "ft_avgtok", 
 
 def read_onnx_metadata(path: str | os.PathLike) -> dict:
     """The metadata ``to_onnx`` stored: floats for mean / std, decoded JSON for fbank / labels."""
-    onnx = M.import_optional("onnx", "read_onnx_metadata")
+    onnx = export_metadata.import_optional("onnx", "read_onnx_metadata")
     props = {p.key: p.value for p in onnx.load(os.fspath(path), load_external_data=False).metadata_props}
     for k in _JSON_KEYS:
         if k in props:
@@ -109,7 +109,7 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict:
 
 def onnx_session(path: str | os.PathLike):
     """An onnxruntime CPU session for the exported graph."""
-    ort = M.import_optional("onnxruntime", "onnx_session")
+    ort = export_metadata.import_optional("onnxruntime", "onnx_session")
     return ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
 
 
@@ -122,6 +122,6 @@ def onnx_logits(session, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def check_onnx(path: str | os.PathLike, model: nn.Module, task: str, inputs: Sequence[torch.Tensor]) -> list[float]:
     """rel-L2 between onnxruntime's logits and ``model``'s (float32) for each input [B, frames, bins]."""
-    ref = M.reference_copy(M.finetuned(model, task))
+    ref = export_metadata.reference_copy(export_metadata.finetuned(model, task))
     session = onnx_session(path)
-    return [M.rel_l2(onnx_logits(session, x), ref(x.float(), task)) for x in inputs]
+    return [export_metadata.rel_l2(onnx_logits(session, x), ref(x.float(), task)) for x in inputs]

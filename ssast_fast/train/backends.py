@@ -13,22 +13,22 @@ resume) are used instead of measuring again.
 """
 from __future__ import annotations
 
-from argparse import Namespace
-
 import torch
 from torch import nn
 
 from ssast_fast.checkpoint import capture_rng_state, restore_rng_state
 from ssast_fast.ops import dispatch
+from ssast_fast.train.build import autocast, build_frontend
+from ssast_fast.train.config import VAL_MASK_PATCH, RunConfig
 
 __all__ = ["record", "settle"]
 
 
-def _losses(model: nn.Module, x: torch.Tensor, args: Namespace, mask_patch: int) -> torch.Tensor:
+def _losses(model: nn.Module, x: torch.Tensor, args: RunConfig, mask_patch: int) -> torch.Tensor:
     """The sum of the run's task outputs on x (a scalar to differentiate)."""
     if not model.pretrain_stage:
         return model(x, args.task).float().sum()
-    m = max(1, min(mask_patch, model.num_patches - 2))
+    m = max(1, min(mask_patch, model.max_mask_patch(cluster=True)))  # the tasks' default cluster masks
     if args.task == "pretrain_joint":
         outs = model.pretrain_joint(x, mask_patch=m, shared_mask=getattr(args, "shared_mask", False))
     else:
@@ -37,18 +37,15 @@ def _losses(model: nn.Module, x: torch.Tensor, args: Namespace, mask_patch: int)
     return sum(t.float().sum() for t in outs)
 
 
-def settle(model: nn.Module, args: Namespace, info) -> None:
+def settle(model: nn.Module, args: RunConfig, info) -> None:
     """Settle every ``auto`` kernel choice of the run on ``info.device`` (module docstring);
     collective in a distributed run: every rank calls it at the same point."""
-    from ssast_fast.train.common import autocast, build_frontend
-    from ssast_fast.train.pretrain import VAL_MASK_PATCH
-
     dev = info.device
     full = dispatch.kernel_device(dev)  # measured choices depend on the batch size
     rng = capture_rng_state()
     was_training = model.training
     try:
-        if not getattr(args, "fbank_in_workers", False):
+        if not args.fbank_in_workers:
             fe = build_frontend(args, False).to(dev)
             n = int(args.sample_rate * args.target_length / 100)  # ~ the clip length at 10 ms frames
             with torch.no_grad():

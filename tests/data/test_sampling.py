@@ -85,7 +85,8 @@ def test_weight_file_is_read_and_checked(tmp_path):
 
 def test_training_loader_draws_the_balanced_epoch(tmp_path):
     from ssast_fast.data.synth import make_tiny_dataset
-    from ssast_fast.train import common as C
+    from ssast_fast.data import LabelMap
+    from ssast_fast.train.build import build_data, make_loader
     from ssast_fast.train.distributed import DistInfo
 
     d = make_tiny_dataset(tmp_path, n_clips=6, n_class=2, seconds=0.1)
@@ -93,8 +94,8 @@ def test_training_loader_draws_the_balanced_epoch(tmp_path):
     args = Namespace(sample_rate=16000, num_mel_bins=128, target_length=16, dataset_mean=0.0, dataset_std=1.0,
                      freqm=0, timem=0, mixup=0.0, noise=False, skip_bad_audio=False, fbank_in_workers=False, seed=2,
                      num_workers=0, data_train=d["train"], data_val=d["val"], bal="bal", device="cpu")
-    train, _, _, _ = C.build_data(args, DistInfo(), C.LabelMap({}, []))
-    loader = C.make_loader(train, args, DistInfo(), train=True, epoch=1, batch_size=2)
+    train, _, _, _ = build_data(args, DistInfo(), LabelMap({}, []))
+    loader = make_loader(train, args, DistInfo(), train=True, epoch=1, batch_size=2)
     seen = torch.cat([b["index"] for b in loader]).tolist()
     assert seen == balanced_indices(train.sample_weights, seed=2, epoch=1)[:6] and set(seen) <= {0, 5}
     assert json.load(open(d["train"]))["data"]  # the JSON itself is untouched

@@ -62,7 +62,7 @@ def test_check_finite_raises_on_diverged_running_sums():
     import pytest
     import torch
 
-    from ssast_fast.train.common import check_finite
+    from ssast_fast.train.state import check_finite
 
     check_finite(torch.tensor([1.0, 2.0], dtype=torch.float64), 3)
     check_finite(0.0, 0)

@@ -1,7 +1,7 @@
 """The reference warm-up cadence and the fine-tuning optimizer groups."""
 import pytest
 
-from ssast_fast.train.pretrain import warmup_lr
+from ssast_fast.train.schedules import warmup_lr
 
 
 def test_warmup_matches_reference_cadence():

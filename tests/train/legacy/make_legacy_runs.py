@@ -1,15 +1,22 @@
-"""Write the legacy run folders of ``legacy_runs_v1.tar.xz`` (checkpoint format ``ssast_fast.training/1``).
+"""Write the legacy run folders of ``legacy_runs_v<N>.tar.xz`` (N: the checkpoint format the package writes).
 
-Run with the package of commit f89caa0 (the last one writing format 1) on the path::
+Run with the package of the commit that wrote the format on the path::
 
-    git worktree add /tmp/ssast_f89caa0 f89caa0
-    PYTHONPATH=/tmp/ssast_f89caa0 python tests/train/legacy/make_legacy_runs.py OUT_DIR
+    git worktree add /tmp/ssast_old <commit>
+    PYTHONPATH=/tmp/ssast_old python tests/train/legacy/make_legacy_runs.py OUT_DIR
+
+``legacy_runs_v1.tar.xz``: commit f89caa0 (the last one writing ``ssast_fast.training/1``);
+``legacy_runs_v2.tar.xz``: commit 7b3cbe2 (``ssast_fast.training/2``, the code before the training
+package was split into one module per concern: ``train/common.py``, argparse namespaces).
 
 It trains the ``tiny`` model on 32 frames of ``make_tiny_dataset(seed=0)`` clips, starting from
 all-zero weights so that the files compress to a few hundred KB (the format, not the values, is
 what the fixture keeps): ``pretrain/`` (1 epoch of ``pretrain_joint``) and ``finetune/`` (1 epoch
-from the zero pretraining model, then ``finetune_2ep_metrics.jsonl``: the losses of the same run
-taken to 2 epochs, against which a resumed run is compared).
+from the zero pretraining model), then ``finetune_2ep_metrics.jsonl`` (and, from format 2 on,
+``pretrain_2ep_metrics.jsonl``): the metrics of the same runs taken to 2 epochs, against which a
+resumed run is compared. Then::
+
+    tar -C OUT_DIR --sort=name --mtime=2020-01-01 --owner=root --group=root -cJf legacy_runs_vN.tar.xz .
 """
 from __future__ import annotations
 
@@ -33,19 +40,25 @@ def _zero(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def main(out: str) -> None:
+    from ssast_fast import checkpoint
     from ssast_fast.checkpoint import save_reference
     from ssast_fast.cli import main as cli
     from ssast_fast.data.synth import make_tiny_dataset
     from ssast_fast.train import common
 
+    fmt = getattr(checkpoint, "TRAINING_FORMAT", "ssast_fast.training/1")
     work = os.path.join(out, "_work")
     d = make_tiny_dataset(os.path.join(work, "ds"), n_clips=4, n_class=2, seconds=0.4, seed=0)
     build = common.build_pretrain_model
     common.build_pretrain_model = lambda args: _zero(build(args))
+    pre = ["pretrain", "--data-train", d["train"], "--data-val", d["val"], *TINY, "--mask_patch", "6",
+           "--epoch_iter", "2", "--warmup-steps", "2"]
     try:
-        assert cli(["pretrain", "--data-train", d["train"], "--data-val", d["val"], *TINY, "--mask_patch", "6",
-                    "--epoch_iter", "2", "--n-epochs", "1", "--warmup-steps", "2", "--exp-dir",
-                    os.path.join(out, "pretrain")]) == 0
+        assert cli(pre + ["--n-epochs", "1", "--exp-dir", os.path.join(out, "pretrain")]) == 0
+        if fmt != "ssast_fast.training/1":
+            assert cli(pre + ["--n-epochs", "2", "--exp-dir", os.path.join(work, "pretrain_2ep")]) == 0
+            shutil.copy(os.path.join(work, "pretrain_2ep", "metrics.jsonl"),
+                        os.path.join(out, "pretrain_2ep_metrics.jsonl"))
     finally:
         common.build_pretrain_model = build
     zero = os.path.join(work, "zero_pretrained.pth")
@@ -64,7 +77,7 @@ def main(out: str) -> None:
             if f.endswith(".png"):
                 os.remove(os.path.join(root, f))
     with open(os.path.join(out, "MADE_WITH.json"), "w") as f:
-        json.dump({"torch": torch.__version__, "format": "ssast_fast.training/1"}, f)
+        json.dump({"torch": torch.__version__, "format": fmt}, f)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@
 All three accept every argument of the reference's ``run.py`` (``REFERENCE_ARGS``: same names,
 same meaning) plus this project's own (``add_own_args``). ``run`` keeps run.py's defaults, so a
 recipe line runs unchanged; ``pretrain`` and ``finetune`` have defaults that work without a
-recipe. An argument the reference accepts and then ignores (in one stage or in both) is accepted
-and ignored here too, and its help says so. ``check_training_args`` turns defaults that cannot
-work (run.py has no default for ``--dataset_mean``, ``--target_length``, the patch shape, ...)
-into a ValueError naming the flag.
+recipe (those of :class:`~ssast_fast.train.config.PretrainConfig` / ``FinetuneConfig``). An
+argument the reference accepts and then ignores (in one stage or in both) is accepted and
+ignored here too, and its help says so. ``check_given`` turns defaults that cannot work (run.py
+has no default for ``--dataset_mean``, ``--target_length``, the patch shape, ...) into a
+ValueError naming the flags.
 """
 from __future__ import annotations
 
@@ -15,11 +16,7 @@ import os
 from argparse import Namespace
 from dataclasses import dataclass, field
 
-STAGES = ("pretrain", "finetune")
-MODEL_SIZES = ("tiny", "small", "base", "base_nokd")
-PRETRAIN_TASKS = ("pretrain_mpc", "pretrain_mpg", "pretrain_joint")
-FINETUNE_TASKS = ("ft_avgtok", "ft_cls")
-AS_MEAN, AS_STD = -4.2677393, 4.5689974
+from ssast_fast.train.config import AS_MEAN, AS_STD, FINETUNE_TASKS, MODEL_SIZES, PRETRAIN_TASKS, field_names, stage_of
 
 
 def parse_bool(text: str) -> bool:
@@ -221,35 +218,52 @@ def add_progress_args(g) -> None:
                    help="seconds between progress lines when not on a terminal")
 
 
-def stage_of(task: str) -> str:
-    """``pretrain`` for the pretraining tasks, ``finetune`` otherwise (run.py's dispatch)."""
-    return "pretrain" if task.startswith("pretrain") else "finetune"
-
-
-def check_training_args(args: Namespace) -> None:
-    """Raise ValueError naming the flag when a value cannot work in the stage ``--task`` selects.
-
-    Covers run.py defaults that cannot work (None for a required value, ``base384``), a
-    weight-averaging window outside the epochs, and ``--data-eval`` in pretraining.
-    """
+def check_given(args: Namespace) -> None:
+    """ValueError naming every flag without a usable value in the stage ``--task`` selects (run.py
+    has no default for it, or it is required there), and ``--data-eval`` given to pretraining. The
+    values themselves are checked by the config (``validate``)."""
     stage = stage_of(args.task)
     missing = [f"{arg.flags[-1]} ({arg.missing.get('*') or arg.missing.get(stage)})" for arg in REFERENCE_ARGS
                if (arg.missing.get("*") or arg.missing.get(stage)) and getattr(args, arg.dest, None) in (None, "")]
-    if stage == "finetune" and not args.pretrained_mdl_path and not getattr(args, "resume", None):
+    if stage == "finetune" and not args.pretrained_mdl_path and not args.resume:
         missing.append("--pretrained_mdl_path (the model to fine-tune, unless --resume)")
     if missing:
         raise ValueError(f"{'this argument is' if len(missing) == 1 else 'these arguments are'} required for "
                          f"{_STAGE_NAMES[stage]}: " + ", ".join(missing))
-    if args.model_size not in MODEL_SIZES:
-        raise ValueError(f"--model_size {args.model_size!r} is not an SSAST size (run.py's default 'base384' does "
-                         f"not build either); use one of {', '.join(MODEL_SIZES)}")
-    flags = {a.dest: a.flags[-1] for a in REFERENCE_ARGS}
-    for dest in ("batch_size", "n_epochs", "n_print_steps", "epoch_iter", "target_length", "num_mel_bins",
-                 "fshape", "tshape") + (("fstride", "tstride") if stage == "finetune" else ()):
-        if getattr(args, dest) < 1:
-            raise ValueError(f"{flags[dest]} must be >= 1, got {getattr(args, dest)}")
     if stage == "pretrain" and args.data_eval:
         raise ValueError("--data-eval is for fine-tuning (the reference fails scoring a pretraining model on it)")
-    if stage == "finetune" and args.wa and not 1 <= args.wa_start <= args.wa_end <= args.n_epochs:
-        raise ValueError(f"--wa True averages epochs --wa_start {args.wa_start} .. --wa_end {args.wa_end}, which must "
-                         f"lie within the {args.n_epochs} epochs of --n-epochs (1 <= wa_start <= wa_end <= n_epochs)")
+
+
+def add_inference_args(e: argparse.ArgumentParser) -> None:
+    """The model file, data and model flags of ``eval`` / ``embed`` (a training checkpoint's own settings win)."""
+    e.add_argument("--checkpoint", required=True,
+                   help="training checkpoint (its settings are used) or reference-format model file")
+    g = e.add_argument_group("data and model (for a reference-format file; a training checkpoint brings its own)")
+    g.add_argument("--label-csv", dest="label_csv", default=None, help="label CSV (index,mid,display_name)")
+    g.add_argument("-b", "--batch-size", dest="batch_size", type=int, default=12, help="clips per batch")
+    g.add_argument("-w", "--num-workers", dest="num_workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="data loading worker processes")
+    g.add_argument("--fbank-in-workers", dest="fbank_in_workers", action="store_true",
+                   help="compute spectrograms in the loader workers instead of in the step")
+    g.add_argument("--skip-bad-audio", dest="skip_bad_audio", action="store_true",
+                   help="replace missing/undecodable files by the next entry instead of stopping")
+    g.add_argument("--model_size", default="base", choices=list(MODEL_SIZES), help="encoder size")
+    for flag, default, what in (("--fshape", 16, "patch height in mel bins"), ("--tshape", 16, "patch width in frames"),
+                                ("--fstride", 10, "patch stride in frequency"), ("--tstride", 10, "patch stride in time"),
+                                ("--target_length", 1024, "spectrogram frames per clip"),
+                                ("--num_mel_bins", 128, "mel bins of the filterbank")):
+        g.add_argument(flag, type=int, default=default, help=what)
+    g.add_argument("--sample-rate", dest="sample_rate", type=int, default=16000, help="Hz (other rates are resampled)")
+    g.add_argument("--dataset_mean", type=float, default=AS_MEAN, help="spectrogram mean used to normalize")
+    g.add_argument("--dataset_std", type=float, default=AS_STD, help="spectrogram std (input / (2 std))")
+    g.add_argument("--attn-backend", dest="attn_backend", default="auto",
+                   choices=["auto", "eager", "sdpa", "triton", "amx"], help="attention implementation")
+    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16 runs the model under autocast")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    add_progress_args(g)
+
+
+def config_of(cls, args: Namespace):
+    """The config ``cls`` (a dataclass) from the parsed arguments of its fields."""
+    own = field_names(cls)
+    return cls(**{k: v for k, v in vars(args).items() if k in own})

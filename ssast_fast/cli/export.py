@@ -19,7 +19,7 @@ _GEOMETRY = ("task", "fstride", "tstride", "target_length", "num_mel_bins", "dat
 _OPTIONAL = {"sample_rate": 16000, "loss": "BCE", "label_csv": None}
 
 
-def add_export_command(sub) -> None:
+def add_command(sub) -> None:
     """Add the ``export`` sub-command to the CLI's sub-parsers."""
     e = sub.add_parser("export", help="a fine-tuned model as ONNX or a Hugging Face transformers folder")
     e.add_argument("--checkpoint", required=True,
@@ -98,7 +98,7 @@ def _labels(settings: dict) -> list[str] | None:
 
 def _check(args, model, task: str) -> float:
     """Worst rel-L2 of the export's logits vs the model's on random batches of 1 and 3."""
-    from ssast_fast.export import metadata as M
+    from ssast_fast.export.metadata import reference_copy, rel_l2
 
     gen = torch.Generator().manual_seed(0)
     xs = [torch.randn(b, model.input_tdim, model.input_fdim, generator=gen) for b in (1, 3)]
@@ -111,13 +111,13 @@ def _check(args, model, task: str) -> float:
     with open(os.path.join(args.out, "config.json")) as f:
         head_eps = json.load(f).get("classifier_layer_norm_eps")
     if head_eps is None:  # plain folder: one eps; report what it changes, check the rest against it
-        ref = M.reference_copy(model)
+        ref = reference_copy(model)
         eps = ref.v.norm.eps
         with torch.no_grad():
             ours = [ref(x, task) for x in xs]
             ref.mlp_head[0].eps = eps
             print(f"plain folder: the classifier LayerNorm eps is {eps:g} (SSAST: {model.mlp_head[0].eps:g}), which "
-                  f"changes the logits by rel-L2 {max(M.rel_l2(ref(x, task), o) for x, o in zip(xs, ours)):.2e}")
+                  f"changes the logits by rel-L2 {max(rel_l2(ref(x, task), o) for x, o in zip(xs, ours)):.2e}")
         model = ref
     return max(check_transformers(args.out, model, task, xs))
 
@@ -131,12 +131,12 @@ def run_export(args: argparse.Namespace) -> int:
     model = ASTModel.from_state_dict(sd, fstride=s["fstride"], tstride=s["tstride"], num_mel_bins=s["num_mel_bins"],
                                      target_length=s["target_length"], attn_backend="sdpa")
     labels = _labels(s)
-    common = dict(dataset_mean=s["dataset_mean"], dataset_std=s["dataset_std"], labels=labels, loss=s["loss"],
+    described = dict(dataset_mean=s["dataset_mean"], dataset_std=s["dataset_std"], labels=labels, loss=s["loss"],
                   sample_rate=s["sample_rate"])
     if args.format == "onnx":
-        to_onnx(model, args.out, s["task"], dynamic_batch=True, opset=args.opset, **common)
+        to_onnx(model, args.out, s["task"], dynamic_batch=True, opset=args.opset, **described)
     else:
-        to_transformers(model, args.out, s["task"], code=args.code, feature_extractor=args.feature_extractor, **common)
+        to_transformers(model, args.out, s["task"], code=args.code, feature_extractor=args.feature_extractor, **described)
     print(f"export: {args.checkpoint} ({s['task']}, patch {model.fshape}x{model.tshape}, stride "
           f"{s['fstride']}x{s['tstride']}, {s['target_length']} frames x {s['num_mel_bins']} bins, "
           f"{model.mlp_head[1].out_features} classes{'' if labels else ', no label names'}; settings from {where}) "
